@@ -1,0 +1,1 @@
+"""The library server: catalogue, readers, circulation rules, the loan ledger, MQTT."""

@@ -1,0 +1,135 @@
+"""The server's configuration file (TOML), validated by pydantic.
+
+See `config/server.example.toml` for every field with a comment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from protocol.configfile import MqttConfig, load_toml_file
+from protocol.topics import check_name
+
+ReaderKind = Literal["student", "teacher", "staff"]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday",
+                             "saturday", "sunday")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///thuvien.db"
+    # FULL fsyncs every commit: a power cut loses nothing the server has answered.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class LoanPolicy(_Section):
+    reader_kind: ReaderKind
+    item_kind: str = Field(pattern=r"^[A-Z]{1,8}$")
+    loan_days: int = Field(default=7, ge=1, le=366)
+    max_items: int = Field(ge=0)
+    renewals: int = Field(default=1, ge=0)
+    # A long loan (mượn dài hạn) is due on the last open day of the school year.
+    long_loan: bool = False
+
+
+class CirculationConfig(_Section):
+    policy: list[LoanPolicy] = Field(default_factory=list)
+    # Short loans a reader may hold at once across all item kinds; long loans
+    # (textbooks for the year) do not count here.
+    max_loans: dict[ReaderKind, int] = Field(
+        default_factory=lambda: {"student": 3, "teacher": 10, "staff": 5})
+    # A reader with any loan overdue by more than this many days is blocked.
+    # Leave it out to let overdue loans never block.
+    block_overdue_after_days: int | None = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_policy_per_pair(self) -> CirculationConfig:
+        seen: set[tuple[str, str]] = set()
+        for rule in self.policy:
+            pair = (rule.reader_kind, rule.item_kind)
+            if pair in seen:
+                raise ValueError(f"two policies for reader_kind={pair[0]} item_kind={pair[1]}")
+            seen.add(pair)
+        return self
+
+    def policy_for(self, reader_kind: str, item_kind: str) -> LoanPolicy | None:
+        for rule in self.policy:
+            if rule.reader_kind == reader_kind and rule.item_kind == item_kind:
+                return rule
+        return None
+
+
+class ClosedPeriod(_Section):
+    name: str
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClosedPeriod:
+        if self.end < self.start:
+            raise ValueError(f"closed period {self.name!r} ends before it starts")
+        return self
+
+
+class SchoolYear(_Section):
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SchoolYear:
+        if self.end <= self.start:
+            raise ValueError("the school year must end after it starts")
+        return self
+
+
+class CalendarConfig(_Section):
+    timezone: str = "Asia/Ho_Chi_Minh"
+    closed_weekdays: list[Weekday] = Field(default_factory=lambda: ["sunday"])
+    holidays: list[dt.date] = Field(default_factory=list)
+    closed_periods: list[ClosedPeriod] = Field(default_factory=list)
+    school_year: SchoolYear | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (for example Asia/Ho_Chi_Minh)") from None
+        return value
+
+    @field_validator("closed_weekdays")
+    @classmethod
+    def _not_every_day(cls, value: list[str]) -> list[str]:
+        if len(set(value)) == 7:
+            raise ValueError("the library cannot be closed every day of the week")
+        return value
+
+
+class ServerConfig(_Section):
+    version: Literal[1] = 1
+    site: str
+    school_name: str
+    language: Literal["vi", "en"] = "vi"
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    circulation: CirculationConfig = Field(default_factory=CirculationConfig)
+    calendar: CalendarConfig = Field(default_factory=CalendarConfig)
+
+    @field_validator("site")
+    @classmethod
+    def _site_name(cls, value: str) -> str:
+        return check_name(value, "site")
+
+
+def load(path: str) -> ServerConfig:
+    return load_toml_file(path, ServerConfig)

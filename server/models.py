@@ -1,0 +1,199 @@
+"""The library's tables (SQLAlchemy 2): readers, titles, copies, loans, the ledger.
+
+The ledger (`ledger_entries`) is append-only: rows are only ever inserted (database
+triggers refuse UPDATE and DELETE, see the first migration). `loans` holds the current
+loans, maintained alongside the ledger in the same transaction, so that checks at the
+kiosk need no scan of history; its unique `copy_id` is what makes two stations racing
+for one copy end with exactly one loan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime stored as UTC: SQLite keeps no offset, so we never rely on one."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ReaderKind(StrEnum):
+    STUDENT = "student"   # học sinh
+    TEACHER = "teacher"   # giáo viên
+    STAFF = "staff"       # cán bộ, nhân viên
+
+
+class ReaderStatus(StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"       # blocked by the librarian, with a reason
+    INACTIVE = "inactive"     # left the school or graduated: kept, never deleted
+
+
+class CopyStatus(StrEnum):
+    AVAILABLE = "available"
+    ON_LOAN = "on_loan"
+    REFERENCE = "reference"   # đọc tại chỗ: read in the library only
+    LOST = "lost"
+    DAMAGED = "damaged"
+    WITHDRAWN = "withdrawn"   # thanh lý
+
+
+class LedgerOp(StrEnum):
+    CHECKOUT = "checkout"
+    RETURN = "return"
+    RENEW = "renew"
+
+
+class Reader(Base):
+    """Bạn đọc: a student, teacher or staff member who may borrow."""
+
+    __tablename__ = "readers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The number printed on the library card, e.g. HS-2024-0153; the patron id of the protocol.
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    # Mã định danh Bộ GD&ĐT: 10 digits for students.
+    moet_id: Mapped[str | None] = mapped_column(String(16), unique=True)
+    # UID of an NFC/RFID card, upper-case hex as the reader reports it.
+    card_uid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    class_name: Mapped[str | None] = mapped_column(String(32))  # lớp, e.g. 6A1
+    grade: Mapped[int | None] = mapped_column(Integer)           # khối, e.g. 6
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    gender: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=ReaderStatus.ACTIVE)
+    block_reason: Mapped[str | None] = mapped_column(String(200))
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_readers_class", "class_name"),)
+
+
+class Title(Base):
+    """Đầu sách: one bibliographic record."""
+
+    __tablename__ = "titles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    author: Mapped[str | None] = mapped_column(String(300))
+    publisher: Mapped[str | None] = mapped_column(String(200))
+    year: Mapped[int | None] = mapped_column(Integer)
+    isbn: Mapped[str | None] = mapped_column(String(17), index=True)
+    subject: Mapped[str | None] = mapped_column(String(200))     # môn loại
+    call_number: Mapped[str | None] = mapped_column(String(64))  # ký hiệu xếp giá
+    language: Mapped[str] = mapped_column(String(8), default="vie")
+
+    copies: Mapped[list[Copy]] = relationship(back_populates="title")
+
+
+class Copy(Base):
+    """Bản sách: one physical item with its ĐKCB accession number."""
+
+    __tablename__ = "copies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title_id: Mapped[int] = mapped_column(ForeignKey("titles.id"), index=True)
+    accession_number: Mapped[str] = mapped_column(String(32), unique=True)  # ĐKCB, TK.00045
+    barcode: Mapped[str | None] = mapped_column(String(64), unique=True)
+    rfid_item_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # GK, TK, NV, TN: the accession prefix
+    status: Mapped[str] = mapped_column(String(16), default=CopyStatus.AVAILABLE)
+    location: Mapped[str | None] = mapped_column(String(100))
+    price: Mapped[int | None] = mapped_column(BigInteger)  # đồng
+    acquired_on: Mapped[dt.date | None] = mapped_column(Date)
+
+    title: Mapped[Title] = relationship(back_populates="copies")
+
+
+class Loan(Base):
+    """A current loan; the row is deleted on return (history lives in the ledger)."""
+
+    __tablename__ = "loans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    copy_id: Mapped[int] = mapped_column(ForeignKey("copies.id"), unique=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), index=True)
+    loaned_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    due_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+    long_loan: Mapped[bool] = mapped_column(Boolean, default=False)
+    checkout_seq: Mapped[int] = mapped_column(ForeignKey("ledger_entries.seq"))
+
+
+class LedgerEntry(Base):
+    """One committed circulation event. Never updated, never deleted."""
+
+    __tablename__ = "ledger_entries"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), index=True)
+    op: Mapped[str] = mapped_column(String(16))
+    copy_id: Mapped[int] = mapped_column(ForeignKey("copies.id"), index=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), index=True)
+    station: Mapped[str] = mapped_column(String(64))
+    station_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    server_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    due_on: Mapped[dt.date | None] = mapped_column(Date)
+    days_late: Mapped[int | None] = mapped_column(Integer)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProcessedRequest(Base):
+    """The idempotency record: the reply given to each request id, kept forever."""
+
+    __tablename__ = "processed_requests"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(32))
+    reply: Mapped[dict] = mapped_column(JSON)
+    server_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+__all__ = [
+    "Base", "Copy", "CopyStatus", "LedgerEntry", "LedgerOp", "Loan", "ProcessedRequest",
+    "Reader", "ReaderKind", "ReaderStatus", "Title",
+]
