@@ -1,0 +1,1 @@
+"""The station runtime: the session state machine, the MQTT link, the runners."""

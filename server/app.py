@@ -1,0 +1,59 @@
+"""Start the library server from a configuration: database, circulation, MQTT."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from server import db
+from server.circulation import Circulation
+from server.config import ServerConfig
+from server.service import LibraryService
+
+log = logging.getLogger("thuvien.server")
+
+
+class DatabaseNotReady(Exception):
+    pass
+
+
+@dataclass
+class RunningServer:
+    config: ServerConfig
+    engine: Engine
+    service: LibraryService
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.engine.dispose()
+
+
+def start_server(config: ServerConfig, *, wait: float = 10.0,
+                 clock: Callable | None = None) -> RunningServer:
+    url = config.database.url
+    head = db.head_revision()
+    current = db.current_revision(url)
+    if current != head:
+        raise DatabaseNotReady(
+            f"the database {url} is at schema {current or 'none'}, the server needs {head}: "
+            f"run `thuvien db upgrade --config FILE` first")
+    engine = db.make_engine(url, config.database.sqlite_synchronous)
+    kwargs = {"clock": clock} if clock is not None else {}
+    circulation = Circulation(db.session_factory(engine), config, **kwargs)
+    service = LibraryService(config, circulation)
+    service.start(wait=wait)
+    return RunningServer(config=config, engine=engine, service=service)
+
+
+def run_server(config: ServerConfig, stop: threading.Event) -> None:
+    """Serve until `stop` is set (by SIGTERM or Ctrl-C in the CLI)."""
+    running = start_server(config)
+    log.info("library server for %s (%s) running", config.site, config.school_name)
+    try:
+        stop.wait()
+    finally:
+        running.stop()

@@ -1,0 +1,1 @@
+"""Composition root: the CLI and the demo, the only code that joins server and kiosk."""

@@ -1,0 +1,201 @@
+"""`thuvien demo`: a whole school library on one machine, for a newcomer.
+
+A broker (Mosquitto when installed, else the embedded one), the server on SQLite filled
+with a sample school, and one headless kiosk driven from the terminal. Ctrl-C stops it
+all: the station and the server say "offline" before they go.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+DEMO_SITE = "thcs-demo"
+DEMO_STATION = "kiosk-1"
+# Tết Nguyên đán (the lunar new year) moves every year; the schools close around it.
+TET = {2026: dt.date(2026, 2, 17), 2027: dt.date(2027, 2, 6), 2028: dt.date(2028, 1, 26),
+       2029: dt.date(2029, 2, 13), 2030: dt.date(2030, 2, 3), 2031: dt.date(2031, 1, 23)}
+
+
+def school_year_start(today: dt.date | None = None) -> dt.date:
+    today = today or dt.date.today()
+    year = today.year if today.month >= 8 else today.year - 1
+    return dt.date(year, 9, 5)
+
+
+def server_toml(database: Path, port: int, today: dt.date | None = None) -> str:
+    start = school_year_start(today)
+    end = dt.date(start.year + 1, 5, 31)
+    tet = TET.get(start.year + 1, dt.date(start.year + 1, 2, 1))
+    holidays = [dt.date(start.year + 1, 1, 1), dt.date(start.year + 1, 4, 30),
+                dt.date(start.year + 1, 5, 1)]
+    example = (Path(__file__).resolve().parent.parent / "config" / "server.example.toml")
+    policies = example.read_text(encoding="utf-8").split("[circulation]", 1)[1].split("[calendar]", 1)[0]
+    return f"""# Written by `thuvien demo` at every start; edits here are overwritten.
+version = 1
+site = "{DEMO_SITE}"
+school_name = "Trường THCS Demo (thư viện mẫu)"
+language = "vi"
+
+[database]
+url = "sqlite:///{database.resolve()}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[circulation]{policies}
+[calendar]
+timezone = "Asia/Ho_Chi_Minh"
+closed_weekdays = ["sunday"]
+holidays = [{", ".join(d.isoformat() for d in holidays)}]
+
+[[calendar.closed_periods]]
+name = "Nghỉ Tết Nguyên đán"
+start = {(tet - dt.timedelta(days=4)).isoformat()}
+end = {(tet + dt.timedelta(days=6)).isoformat()}
+
+[[calendar.closed_periods]]
+name = "Nghỉ hè"
+start = {dt.date(start.year + 1, 6, 1).isoformat()}
+end = {dt.date(start.year + 1, 8, 31).isoformat()}
+
+[calendar.school_year]
+start = {start.isoformat()}
+end = {end.isoformat()}
+"""
+
+
+def station_toml(port: int) -> str:
+    return f"""# Written by `thuvien demo` at every start; edits here are overwritten.
+version = 1
+site = "{DEMO_SITE}"
+station = "{DEMO_STATION}"
+kind = "kiosk"
+language = "vi"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[devices.scanner]
+type = "stdin"
+"""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def samples(sessions) -> list[str]:  # type: ignore[no-untyped-def]
+    """A few cards and books a person can type, read from the database itself."""
+    from server.models import Copy, CopyStatus, Reader, ReaderStatus, Title
+
+    lines: list[str] = []
+    with sessions() as session:
+        students = session.execute(
+            select(Reader.code, Reader.name, Reader.class_name)
+            .where(Reader.kind == "student", Reader.status == ReaderStatus.ACTIVE)
+            .order_by(Reader.id).limit(3)).all()
+        teacher = session.execute(select(Reader.code, Reader.name).where(Reader.kind == "teacher")
+                                  .order_by(Reader.id).limit(1)).first()
+        blocked = session.execute(select(Reader.code, Reader.name, Reader.block_reason)
+                                  .where(Reader.status == ReaderStatus.BLOCKED).limit(1)).first()
+        lines.append("Thẻ bạn đọc để thử / cards to try:")
+        for code, name, class_name in students:
+            lines.append(f"  {code:<14} {name} ({class_name})")
+        if teacher:
+            lines.append(f"  {teacher.code:<14} {teacher.name} (giáo viên / teacher)")
+        if blocked:
+            lines.append(f"  {blocked.code:<14} {blocked.name} (bị khóa / blocked: {blocked.block_reason})")
+        lines.append("Sách để thử / books to try:")
+        for kind in ("TN", "TK", "GK", "NV"):
+            rows = session.execute(
+                select(Copy.barcode, Title.title).join(Title)
+                .where(Copy.kind == kind, Copy.status == CopyStatus.AVAILABLE)
+                .order_by(Copy.id).limit(2 if kind in ("TN", "TK") else 1)).all()
+            for barcode, title in rows:
+                lines.append(f"  {barcode:<14} {title}")
+        count = session.scalar(select(func.count()).select_from(Copy))
+        lines.append(f"  ... {count} bản sách trong kho / copies in the library")
+    return lines
+
+
+def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> int:
+    from kiosk.cli import run_station
+    from kiosk.config import StationConfig
+    from protocol.configfile import load_toml
+    from server import db
+    from server.app import start_server
+    from server.config import ServerConfig
+    from server.seed import seed_demo
+    from thuvien.broker import start_broker
+
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "thuvien.log"
+    logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(log_path, encoding="utf-8")],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if port is None and _port_free(1883):
+        port = 1883
+    print("Đang khởi động thư viện mẫu / starting the demo library ...", flush=True)
+    running_broker = start_broker(prefer=broker, port=port)
+    stop = threading.Event()
+    server = None
+    try:
+        server_file, station_file = folder / "server.toml", folder / "station.toml"
+        server_file.write_text(server_toml(folder / "thuvien.db", running_broker.port), encoding="utf-8")
+        station_file.write_text(station_toml(running_broker.port), encoding="utf-8")
+        server_config = load_toml(server_file.read_text(encoding="utf-8"), str(server_file), ServerConfig)
+        station_config = load_toml(station_file.read_text(encoding="utf-8"), str(station_file), StationConfig)
+
+        url = server_config.database.url
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        sessions = db.session_factory(engine)
+        with sessions() as session:
+            from server.models import Reader
+
+            empty = session.scalar(select(func.count()).select_from(Reader)) == 0
+        if empty:
+            print("Đang tạo dữ liệu mẫu / creating the sample library ...", flush=True)
+            seed_demo(sessions, school_year_start=school_year_start())
+        sample_lines = samples(sessions)
+        engine.dispose()
+
+        server = start_server(server_config)
+        print(f"""
+==================================================================
+ thuvien: thư viện mẫu đang chạy / the demo library is running
+   Broker ({running_broker.kind}):  {running_broker.url}
+   Site:        {DEMO_SITE}      Station: {DEMO_STATION}
+   Database:    {folder / 'thuvien.db'}
+   Configs:     {server_file}, {station_file}
+   Log:         {log_path}
+   Watch it:    mosquitto_sub -h 127.0.0.1 -p {running_broker.port} -t 'thuvien/v1/#' -v
+==================================================================""")
+        print("\n".join(sample_lines))
+        print("Ctrl-C để dừng tất cả / Ctrl-C stops everything.\n", flush=True)
+
+        def _on_signal(_signum: int, _frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        return run_station(station_config, stop, stdin=sys.stdin, stdout=sys.stdout)
+    finally:
+        if server is not None:
+            server.stop()
+        running_broker.stop()
+        print("\nĐã dừng thư viện mẫu / the demo library has stopped.", flush=True)
