@@ -6,7 +6,7 @@ See `config/server.example.toml` for every field with a comment.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -43,7 +43,7 @@ class CirculationConfig(_Section):
     policy: list[LoanPolicy] = Field(default_factory=list)
     # Short loans a reader may hold at once across all item kinds; long loans
     # (textbooks for the year) do not count here.
-    max_loans: dict[ReaderKind, int] = Field(
+    max_loans: dict[ReaderKind, Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: {"student": 3, "teacher": 10, "staff": 5})
     # A reader with any loan overdue by more than this many days is blocked.
     # Leave it out to let overdue loans never block.

@@ -89,7 +89,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
     from server import db
-    from server.seed import seed_demo
+    from server.seed import SeedError, seed_demo
     from thuvien.demo import school_year_start
 
     config = _server_config(args.config)
@@ -97,10 +97,12 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     engine = db.make_engine(config.database.url, config.database.sqlite_synchronous)
     try:
         summary = seed_demo(db.session_factory(engine), school_year_start=school_year_start())
+    except SeedError as exc:
+        print(f"thuvien seed-demo: {exc}", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
-    print(f"seeded {summary.titles} titles, {summary.copies} copies, "
-          f"{summary.students} students, {summary.teachers} teachers")
+    print("\n".join(summary.lines()))
     return 0
 
 

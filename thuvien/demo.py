@@ -99,40 +99,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def samples(sessions) -> list[str]:  # type: ignore[no-untyped-def]
-    """A few cards and books a person can type, read from the database itself."""
-    from server.models import Copy, CopyStatus, Reader, ReaderStatus, Title
-
-    lines: list[str] = []
-    with sessions() as session:
-        students = session.execute(
-            select(Reader.code, Reader.name, Reader.class_name)
-            .where(Reader.kind == "student", Reader.status == ReaderStatus.ACTIVE)
-            .order_by(Reader.id).limit(3)).all()
-        teacher = session.execute(select(Reader.code, Reader.name).where(Reader.kind == "teacher")
-                                  .order_by(Reader.id).limit(1)).first()
-        blocked = session.execute(select(Reader.code, Reader.name, Reader.block_reason)
-                                  .where(Reader.status == ReaderStatus.BLOCKED).limit(1)).first()
-        lines.append("Thẻ bạn đọc để thử / cards to try:")
-        for code, name, class_name in students:
-            lines.append(f"  {code:<14} {name} ({class_name})")
-        if teacher:
-            lines.append(f"  {teacher.code:<14} {teacher.name} (giáo viên / teacher)")
-        if blocked:
-            lines.append(f"  {blocked.code:<14} {blocked.name} (bị khóa / blocked: {blocked.block_reason})")
-        lines.append("Sách để thử / books to try:")
-        for kind in ("TN", "TK", "GK", "NV"):
-            rows = session.execute(
-                select(Copy.barcode, Title.title).join(Title)
-                .where(Copy.kind == kind, Copy.status == CopyStatus.AVAILABLE)
-                .order_by(Copy.id).limit(2 if kind in ("TN", "TK") else 1)).all()
-            for barcode, title in rows:
-                lines.append(f"  {barcode:<14} {title}")
-        count = session.scalar(select(func.count()).select_from(Copy))
-        lines.append(f"  ... {count} bản sách trong kho / copies in the library")
-    return lines
-
-
 def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> int:
     from kiosk.cli import run_station
     from kiosk.config import StationConfig
@@ -168,11 +134,14 @@ def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> 
             from server.models import Reader
 
             empty = session.scalar(select(func.count()).select_from(Reader)) == 0
+        samples_file = folder / "samples.txt"
         if empty:
             print("Đang tạo dữ liệu mẫu / creating the sample library ...", flush=True)
-            seed_demo(sessions, school_year_start=school_year_start())
-        sample_lines = samples(sessions)
+            summary = seed_demo(sessions, school_year_start=school_year_start())
+            samples_file.write_text("\n".join(summary.lines()[1:]) + "\n", encoding="utf-8")
         engine.dispose()
+        sample_lines = (samples_file.read_text(encoding="utf-8").splitlines()
+                        if samples_file.exists() else [])
 
         server = start_server(server_config)
         print(f"""
