@@ -1,0 +1,210 @@
+"""The headless station: a terminal and a keyboard (or a keyboard-wedge scanner), no screen.
+
+Reads arrive on the scanner's thread and are queued; the main loop owns the session,
+feeds it one read at a time and ticks it about twice a second, so the session never
+sees two threads. A few words typed at the terminal are commands, not codes.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sys
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+from typing import Literal, TextIO
+
+from drivers.base import Read, Scanner
+from kiosk.backend import Backend
+from kiosk.config import StationConfig
+from kiosk.messages import format_date, given_name, text
+from kiosk.session import (
+    Ignored,
+    InactivityWarning,
+    ItemBorrowed,
+    ItemRefused,
+    ItemReturned,
+    NeedCard,
+    Outcome,
+    PatronIdentified,
+    PatronRefused,
+    ReturnModeStarted,
+    ReturnRefused,
+    ServerUnreachable,
+    Session,
+    SessionEnded,
+    Unreadable,
+)
+from protocol import ErrorCode, default_message
+
+Command = Literal["return", "done", "quit"]
+
+# Folded as `_fold` leaves them: lower case, no diacritics, no spaces ("Trả sách" -> "trasach").
+COMMANDS: dict[str, Command] = {
+    "tra": "return", "trasach": "return", "return": "return",
+    "xong": "done", "done": "done",
+    "thoat": "quit", "quit": "quit", "exit": "quit",
+}
+
+OK, NO, WARN, INFO = "✔", "✖", "⚠", "»"
+
+
+def _fold(word: str) -> str:
+    # đ is a letter of its own, not d with a mark: NFD leaves it alone (DOMAIN.md).
+    decomposed = unicodedata.normalize("NFD", word.casefold().replace("đ", "d"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch) and not ch.isspace())
+
+
+def command_of(code: str) -> Command | None:
+    return COMMANDS.get(_fold(code))
+
+
+# --- rendering -----------------------------------------------------------------------
+
+def _refusal(code: str, message: str | None, language: str) -> str:
+    if message:
+        return message  # the server's own sentence, already in the site's language
+    if code == ErrorCode.INTERNAL:
+        return text("server_bad_reply", language)
+    try:
+        return default_message(code, language)
+    except ValueError:
+        return text("block.other", language)
+
+
+def _block_lines(blocks: tuple[str, ...], language: str) -> list[str]:
+    keys = {"overdue", "blocked", "inactive"}
+    return [f"  {NO} " + text(f"block.{b}" if b in keys else "block.other", language) for b in blocks]
+
+
+def render(outcome: Outcome, language: str = "vi") -> str:
+    """An outcome as the lines a terminal prints; "" for outcomes a person need not see."""
+    def t(key: str, **fields: object) -> str:
+        return text(key, language, **fields)
+
+    match outcome:
+        case PatronIdentified(name=name, kind=kind, loans=loans, can_borrow=n, blocks=blocks):
+            hello = t(f"hello.{kind}", given_name=given_name(name))
+            if blocks:
+                lines = [f"{hello} {t(f'blocked.{kind}')}", *_block_lines(blocks, language)]
+            elif n > 0:
+                lines = [f"{hello} {t(f'can_borrow.{kind}', n=n)}"]
+            else:
+                lines = [f"{hello} {t(f'can_borrow_none.{kind}')}"]
+            if loans:
+                lines.append(t("loans.header"))
+                lines += ["  • " + t("loan.line_overdue" if loan.overdue else "loan.line",
+                                     title=loan.title, due=format_date(loan.due)) for loan in loans]
+            if not blocks and n > 0:
+                lines.append(t("prompt.scan_items"))
+            return "\n".join(lines)
+        case PatronRefused(code=code, message=message):
+            return f"{NO} {_refusal(code, message, language)}"
+        case ItemBorrowed(title=title, due=due):
+            return f"{OK} {t('item.borrowed', title=title, due=format_date(due))}"
+        case ItemRefused(item=item, blocks=blocks) if blocks:
+            return "\n".join([f"{NO} {t('item.refused', item=item, message=t('item.refused_blocked'))}",
+                              *_block_lines(blocks, language)])
+        case ItemRefused(item=item, code=code, message=message):
+            return f"{NO} {t('item.refused', item=item, message=_refusal(code, message, language))}"
+        case ReturnModeStarted():
+            return f"{INFO} {t('return.mode')}"
+        case ItemReturned(title=title, was_overdue=late, days_late=days):
+            line = f"{OK} {t('item.returned', title=title)}"
+            return f"{line}\n  {WARN} {t('item.returned_late', days=days)}" if late and days > 0 else line
+        case ReturnRefused(item=item, code=code, message=message):
+            return f"{NO} {t('return.refused', item=item, message=_refusal(code, message, language))}"
+        case NeedCard():
+            return f"{WARN} {t('need_card')}"
+        case Unreadable():
+            return f"{NO} {t('unreadable')}"
+        case ServerUnreachable():
+            return f"{WARN} {t('server_unreachable')}"
+        case InactivityWarning(seconds_left=seconds):
+            return f"{WARN} {t('inactivity', seconds=math.ceil(seconds))}"
+        case SessionEnded(reason=reason, mode="borrow", borrowed=borrowed):
+            lines = [t("summary.borrowed", n=len(borrowed)) if borrowed else t("summary.borrowed_none")]
+            lines += ["  • " + t("loan.line", title=b.title, due=format_date(b.due)) for b in borrowed]
+            return "\n".join([*lines, t(f"ended.{reason}")])
+        case SessionEnded(reason=reason, returned=returned):
+            summary = t("summary.returned", n=len(returned)) if returned else t("summary.returned_none")
+            return f"{summary}\n{t(f'ended.{reason}')}"
+        case Ignored(reason="same_card"):
+            return f"{INFO} {t('same_card')}"
+        case Ignored():
+            return ""  # a scanner's repeat: the person saw the first read's answer
+    raise TypeError(f"no rendering for {outcome!r}")
+
+
+def banner(station: str) -> str:
+    lines = []
+    for key in ("banner.title", "banner.card", "banner.commands"):
+        lines.append(text(key, "vi", station=station))
+        lines.append("  " + text(key, "en", station=station))
+    return "\n".join(lines)
+
+
+# --- the runner ----------------------------------------------------------------------
+
+class _Printer:
+    def __init__(self, out: TextIO, language: str) -> None:
+        self._out = out
+        self._language = language
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        if lines := render(outcome, self._language):
+            # A blank line after each session keeps one reader's lines apart from the next's.
+            self.write(lines + "\n" if isinstance(outcome, SessionEnded) else lines)
+
+    def write(self, lines: str) -> None:
+        self._out.write(lines + "\n")
+        self._out.flush()
+
+
+_EOF = object()
+
+
+def run_headless(config: StationConfig, backend: Backend, scanner: Scanner,
+                 out: TextIO = sys.stdout, language: Literal["vi", "en"] | None = None, *,
+                 stop: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 tick_interval: float = 0.5) -> None:
+    """Serve readers from the terminal until `quit`, EOF, Ctrl-C or `stop` is set.
+
+    Every way out ends the open session first, so no reader's data stays on screen.
+    """
+    printer = _Printer(out, language or config.language)
+    session = Session(backend, config.session, printer, clock)
+    events: queue.Queue[object] = queue.Queue()
+    printer.write(banner(config.station))
+    scanner.start(events.put, lambda: events.put(_EOF))
+    try:
+        while stop is None or not stop.is_set():
+            try:
+                event = events.get(timeout=tick_interval)
+            except queue.Empty:
+                event = None
+            if event is _EOF:
+                session.done()
+                break
+            if isinstance(event, Read):
+                command = command_of(event.code)
+                if command == "quit":
+                    session.logout()
+                    break
+                if command == "done":
+                    session.done()
+                elif command == "return":
+                    session.start_return()
+                else:
+                    session.scan(event.code)
+            session.tick()
+        else:
+            session.logout()
+    except KeyboardInterrupt:
+        session.logout()
+    finally:
+        scanner.stop()
+    printer.write(text("bye", "vi") + "\n  " + text("bye", "en"))
