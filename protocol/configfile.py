@@ -65,6 +65,24 @@ def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | N
     return None
 
 
+def _spelled_path(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:
+    """The error's path as the file spells it: without pydantic's union tags.
+
+    A discriminated union adds its tag to the path (`devices.scanner.simulated.state`);
+    a part that the file does not have, followed by one it does, is such a tag.
+    """
+    path: tuple[Any, ...] = ()
+    for index, part in enumerate(loc):
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        following = loc[index + 1] if index + 1 < len(loc) else None
+        if ((*path, part) not in lines and following is not None
+                and (*path, following) in lines):
+            continue
+        path = (*path, part)
+    return path
+
+
 def load_toml(text: str, source: str, model: type[M]) -> M:
     try:
         data = tomllib.loads(text)
@@ -78,7 +96,10 @@ def load_toml(text: str, source: str, model: type[M]) -> M:
         lines = key_lines(text)
         problems = []
         for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            loc = _spelled_path(err["loc"], lines)
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found") or err["type"].endswith("_type"):
+                # A wrong `type = ...` picks no model: point at the line that says it.
+                loc = (*loc, "type") if (*loc, "type") in lines else loc
             field = ".".join(str(p) for p in loc) or "(file)"
             line = _line_of(loc, lines)
             problems.append(f"{line or 1}: {field}: {err['msg']}")

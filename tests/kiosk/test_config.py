@@ -75,7 +75,7 @@ def test_a_scanner_table_without_type_is_the_keyboard(tmp_path: Path) -> None:
     (('station = "kiosk-1"', 'station = "Kiosk 1"'), 3, "station", "a-z, 0-9"),
     (('site = "thcs-nhut-tao"', 'site = "thcs_nhut_tao"'), 2, "site", "a-z, 0-9"),
     (('kind = "kiosk"', 'kind = "robot"'), 4, "kind", "'kiosk'"),
-    (('type = "simulated"', 'type = "usb-magic"'), 15, "devices.scanner", "stdin, simulated"),
+    (('type = "simulated"', 'type = "usb-magic"'), 16, "devices.scanner.type", "stdin, simulated"),
     (("version = 1", "version = 2"), 1, "version", "1"),
 ])
 def test_a_bad_file_names_the_file_the_line_and_the_field(
