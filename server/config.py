@@ -42,7 +42,8 @@ class LoanPolicy(_Section):
 class CirculationConfig(_Section):
     policy: list[LoanPolicy] = Field(default_factory=list)
     # Short loans a reader may hold at once across all item kinds; long loans
-    # (textbooks for the year) do not count here.
+    # (textbooks for the year) do not count here. A reader kind left out has no overall
+    # cap; its per-kind max_items still apply.
     max_loans: dict[ReaderKind, Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: {"student": 3, "teacher": 10, "staff": 5})
     # A reader with any loan overdue by more than this many days is blocked.
