@@ -7,7 +7,6 @@ retained status with a last will, and hands commands to a callback.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import socket
 import threading
@@ -22,14 +21,11 @@ from pydantic import BaseModel
 from kiosk.backend import BackendUnavailable
 from protocol import Command, Op, ProtocolError, Reply, Request, Status, encode, parse_model, parse_reply, topics
 from protocol.configfile import MqttConfig
-from protocol.models import DeviceState, StationKind
+from protocol.models import OFFLINE_STATUS, DeviceState, StationKind
 
 log = logging.getLogger("thuvien.kiosk.link")
 
 VERSION = "0.1.0"
-OFFLINE = json.dumps({"v": 1, "state": "offline"}).encode()
-
-
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     # Without TCP_NODELAY each QoS 1 round trip waits ~40 ms for Nagle (STACK.md).
     try:
@@ -70,7 +66,7 @@ class MqttLink:
                                   client_id=mqtt_config.client_id or f"{site}-{station}",
                                   clean_session=True)
         self.client.username_pw_set(mqtt_config.username or station, mqtt_config.password())
-        self.client.will_set(self._topic_status, OFFLINE, qos=1, retain=True)
+        self.client.will_set(self._topic_status, OFFLINE_STATUS, qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_socket_open = _no_delay
         self.client.on_connect = self._on_connect
@@ -87,7 +83,7 @@ class MqttLink:
     def stop(self) -> None:
         if self.connected.is_set():
             # The broker sends the will only on an unexpected drop: say it ourselves.
-            info = self.client.publish(self._topic_status, OFFLINE, qos=1, retain=True)
+            info = self.client.publish(self._topic_status, OFFLINE_STATUS, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2)
             except RuntimeError:

@@ -207,6 +207,10 @@ DeviceState = Literal["ok", "fault", "absent"]
 StationKind = Literal["kiosk", "gate", "returnbox", "desk", "server"]
 
 
+# Exactly the last will of PROTOCOL.md, also sent by a station or server that stops cleanly.
+OFFLINE_STATUS = b'{"v":1,"state":"offline"}'
+
+
 class Status(_Model):
     v: Literal[1] = 1
     state: Literal["online", "offline", "out_of_service"]

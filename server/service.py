@@ -8,7 +8,6 @@ circulation core is fast (a few SQLite statements), and one writer is what SQLit
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import socket
 import threading
@@ -18,14 +17,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from protocol import MAX_PAYLOAD_BYTES, ProtocolError, Reply, Status, encode, parse_request, topics
+from protocol.models import OFFLINE_STATUS
 from server import __version__
 from server.circulation import Circulation
 from server.config import ServerConfig
 
 log = logging.getLogger("thuvien.server")
-
-OFFLINE = json.dumps({"v": 1, "state": "offline"}).encode()
-
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     # Without TCP_NODELAY each QoS 1 round trip waits ~40 ms for Nagle (STACK.md).
@@ -51,7 +48,7 @@ class LibraryService:
         )
         if mqtt_config.username:
             self.client.username_pw_set(mqtt_config.username, mqtt_config.password())
-        self.client.will_set(topics.server_status(self.site), OFFLINE, qos=1, retain=True)
+        self.client.will_set(topics.server_status(self.site), OFFLINE_STATUS, qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_socket_open = _no_delay
         self.client.on_connect = self._on_connect
@@ -72,7 +69,7 @@ class LibraryService:
         """Say "offline" ourselves: the broker sends the will only on an unexpected drop."""
         self._stopping = True
         if self.connected.is_set():
-            info = self.client.publish(topics.server_status(self.site), OFFLINE, qos=1, retain=True)
+            info = self.client.publish(topics.server_status(self.site), OFFLINE_STATUS, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2)
             except RuntimeError:

@@ -18,12 +18,12 @@ from server.config import ServerConfig
 from server.models import LedgerEntry
 from thuvien.broker import MosquittoBroker
 
-from e2e_library import START, Clock, fill, library_config
+from e2e_library import START, WallClock, fill, library_config
 
 @dataclass
 class Library:
     config: ServerConfig
-    clock: Clock
+    clock: WallClock
     server: RunningServer
     broker: MosquittoBroker
     links: list[MqttLink] = field(default_factory=list)
@@ -50,7 +50,7 @@ def library_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def library(mosquitto: MosquittoBroker, site: str, library_url: str) -> Iterator[Library]:
-    clock = Clock(START)
+    clock = WallClock(START)
     config = library_config(site, library_url, mosquitto.port)
     server = start_server(config, clock=clock)
     assert server.service.connected.wait(10), "the server could not connect to the broker"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from protocol.configfile import MqttConfig
+from clocks import WallClock
 from server import db
 from server.config import (
     CalendarConfig,
@@ -20,19 +21,6 @@ from server.models import Copy, CopyStatus, Reader, ReaderStatus, Title
 VN = dt.timezone(dt.timedelta(hours=7))
 # Saturday 21 November 2026, 09:00 in Hà Nội: the suite's "now" unless a test moves it.
 START = dt.datetime(2026, 11, 21, 9, 0, tzinfo=VN)
-
-
-class Clock:
-    """The server's clock, moved by tests to make loans overdue."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now.astimezone(dt.timezone.utc)
-
-    def advance(self, days: int) -> None:
-        self.now += dt.timedelta(days=days)
 
 
 def library_config(site: str, url: str, port: int) -> ServerConfig:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, select
 
 from kiosk.backend import Backend, BackendUnavailable
 from protocol import Op, Reply, Request
+from clocks import WallClock
 from server import db
 from server.circulation import Circulation
 from server.config import CalendarConfig, CirculationConfig, LoanPolicy, SchoolYear, ServerConfig
@@ -27,19 +28,6 @@ from server.models import Copy, CopyStatus, Loan, Reader, ReaderStatus, Title
 VN = dt.timezone(dt.timedelta(hours=7))
 # Saturday 12 September 2026, 09:00 in Hà Nội: a 7-day loan is due Saturday 19/09/2026.
 START = dt.datetime(2026, 9, 12, 9, 0, tzinfo=VN)
-
-
-class LibraryClock:
-    """The server's wall clock, moved by tests to make loans overdue."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, days: int) -> None:
-        self.now += dt.timedelta(days=days)
 
 
 class MonotonicClock:
@@ -58,7 +46,7 @@ class MonotonicClock:
 class LocalBackend:
     """Backend over an in-process Circulation; records what it was asked."""
 
-    def __init__(self, circulation: Circulation, clock: LibraryClock, station: str = "test-kiosk") -> None:
+    def __init__(self, circulation: Circulation, clock: WallClock, station: str = "test-kiosk") -> None:
         self._circulation = circulation
         self._clock = clock
         self._station = station
@@ -135,7 +123,7 @@ def fill(engine: Engine) -> None:
 @dataclass
 class Library:
     engine: Engine
-    clock: LibraryClock
+    clock: WallClock
     circulation: Circulation
     backend: LocalBackend
 
@@ -165,7 +153,7 @@ def library(tmp_path: Path) -> Iterator[Library]:
     db.upgrade(url)
     engine = db.make_engine(url, sqlite_synchronous="NORMAL")
     fill(engine)
-    clock = LibraryClock(START)
+    clock = WallClock(START)
     circulation = Circulation(db.session_factory(engine), library_config(), clock=clock)
     yield Library(engine=engine, clock=clock, circulation=circulation,
                   backend=LocalBackend(circulation, clock))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import protocol
 from protocol.models import ARGS_BY_OP
+from clocks import WallClock
 from server.config import (
     CalendarConfig,
     CirculationConfig,
@@ -94,19 +95,6 @@ def make_config(language: str = "vi", **circulation: Any) -> ServerConfig:
     return ServerConfig(site="thcs-nhut-tao", school_name="Trường THCS Nhựt Tảo",
                         language=language, circulation=CirculationConfig(**rules),
                         calendar=school_calendar())
-
-
-class Clock:
-    """The server's clock, moved by hand."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now.astimezone(dt.timezone.utc)
-
-    def advance(self, days: int = 0, hours: int = 0) -> None:
-        self.now += dt.timedelta(days=days, hours=hours)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from server.circulation import Circulation
 from server.config import ServerConfig
 from server.db import make_engine, session_factory, upgrade
 
-from circulation_sample import Clock, Library, local, make_config, make_request, seed
+from circulation_sample import WallClock, Library, local, make_config, make_request, seed
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +39,8 @@ def library(tmp_path: Any, _seeded_file: bytes) -> Iterator[Library]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(local(2026, 10, 5))  # a Monday in the first term
+def clock() -> WallClock:
+    return WallClock(local(2026, 10, 5))  # a Monday in the first term
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def config() -> ServerConfig:
 
 
 @pytest.fixture
-def circulation(library: Library, config: ServerConfig, clock: Clock) -> Circulation:
+def circulation(library: Library, config: ServerConfig, clock: WallClock) -> Circulation:
     return Circulation(library.sessions, config, clock)
 
 
@@ -57,7 +57,7 @@ Ask = Callable[..., tuple[protocol.Reply, list[protocol.LedgerEntry]]]
 
 
 @pytest.fixture
-def ask(circulation: Circulation, clock: Clock) -> Ask:
+def ask(circulation: Circulation, clock: WallClock) -> Ask:
     """Send one request to the circulation core as station kiosk-1 would."""
 
     def _ask(op: str, *, request_id: str | None = None, station: str = "kiosk-1",

@@ -45,7 +45,7 @@ from circulation_sample import (
     TN,
     TN1_BARCODE,
     TN2_RFID,
-    Clock,
+    WallClock,
     Library,
     local,
     make_config,
@@ -137,7 +137,7 @@ def test_identify_lists_loans_and_counts_only_short_loans(ask: Any) -> None:
 
 # --- loan.checkout ------------------------------------------------------------------
 
-def test_checkout(ask: Any, library: Library, clock: Clock) -> None:
+def test_checkout(ask: Any, library: Library, clock: WallClock) -> None:
     reply, entries = ask(CHECKOUT, patron=AN, item=TN[0], station="kiosk-2")
     assert ok(reply, protocol.CheckoutResult) == protocol.CheckoutResult(
         item=TN[0], title="Dế Mèn phiêu lưu ký", due=D(2026, 10, 12))
@@ -156,7 +156,7 @@ def test_checkout(ask: Any, library: Library, clock: Clock) -> None:
 
 
 def test_ledger_times_are_in_the_site_time_zone(library: Library, circulation: Circulation,
-                                                clock: Clock) -> None:
+                                                clock: WallClock) -> None:
     at = dt.datetime(2026, 10, 4, 23, 50, tzinfo=dt.timezone.utc)
     request = make_request(CHECKOUT, at, offline=True, patron=AN, item=TN[0])
     reply, [entry] = circulation.handle(request, "kiosk-1")
@@ -247,7 +247,7 @@ def test_checkout_without_a_policy_for_the_pair(ask: Any) -> None:
 
 
 def test_checkout_policy_allowing_no_items_means_not_loanable(library: Library,
-                                                              clock: Clock) -> None:
+                                                              clock: WallClock) -> None:
     config = make_config()
     config.circulation.policy[2].max_items = 0  # students: no children's books at all
     circulation = Circulation(library.sessions, config, clock)
@@ -278,7 +278,7 @@ def test_checkout_limit_of_short_loans_in_total(ask: Any) -> None:
 
 
 def test_without_a_total_for_the_kind_the_per_kind_limits_decide(library: Library,
-                                                                  clock: Clock) -> None:
+                                                                  clock: WallClock) -> None:
     circulation = Circulation(library.sessions, make_config(max_loans={"student": 3}), clock)
 
     def ask(op: str, **args: Any) -> protocol.Reply:
@@ -297,7 +297,7 @@ def test_checkout_limits_follow_the_reader_kind(ask: Any) -> None:
     assert ok(ask(IDENTIFY, card=HOA)[0], protocol.IdentifyResult).can_borrow == 6
 
 
-def test_overdue_loan_blocks_until_returned(ask: Any, clock: Clock) -> None:
+def test_overdue_loan_blocks_until_returned(ask: Any, clock: WallClock) -> None:
     borrow(ask, AN, TN[0])  # due Monday 12/10
     clock.advance(days=8)   # Tuesday 13/10
     result = ok(ask(IDENTIFY, card=AN)[0], protocol.IdentifyResult)
@@ -310,7 +310,7 @@ def test_overdue_loan_blocks_until_returned(ask: Any, clock: Clock) -> None:
     borrow(ask, AN, TN[1])
 
 
-def test_due_day_itself_is_not_overdue(ask: Any, clock: Clock) -> None:
+def test_due_day_itself_is_not_overdue(ask: Any, clock: WallClock) -> None:
     borrow(ask, AN, TN[0])
     clock.advance(days=7, hours=14)  # 23:00 on the due day, site time
     result = ok(ask(IDENTIFY, card=AN)[0], protocol.IdentifyResult)
@@ -319,7 +319,7 @@ def test_due_day_itself_is_not_overdue(ask: Any, clock: Clock) -> None:
 
 @pytest.mark.parametrize(("after", "days_late", "blocked"),
                          [(3, 3, False), (3, 4, True), (None, 60, False)])
-def test_overdue_block_threshold(library: Library, clock: Clock, after: int | None,
+def test_overdue_block_threshold(library: Library, clock: WallClock, after: int | None,
                                  days_late: int, blocked: bool) -> None:
     circulation = Circulation(library.sessions, make_config(block_overdue_after_days=after), clock)
 
@@ -336,7 +336,7 @@ def test_overdue_block_threshold(library: Library, clock: Clock, after: int | No
 
 # --- loan.return --------------------------------------------------------------------
 
-def test_return_on_time(ask: Any, library: Library, clock: Clock) -> None:
+def test_return_on_time(ask: Any, library: Library, clock: WallClock) -> None:
     borrow(ask, AN, TN[0])
     clock.advance(days=3)
     reply, [entry] = ask(RETURN, item=TN1_BARCODE, station="returnbox-1")
@@ -348,7 +348,7 @@ def test_return_on_time(ask: Any, library: Library, clock: Clock) -> None:
     assert [row.op for row in library.ledger()] == ["checkout", "return"]
 
 
-def test_return_late_counts_calendar_days(ask: Any, clock: Clock) -> None:
+def test_return_late_counts_calendar_days(ask: Any, clock: WallClock) -> None:
     borrow(ask, AN, TN[0])  # due 12/10
     clock.now = local(2026, 10, 19)
     result = ok(ask(RETURN, item=TN[0])[0], protocol.ReturnResult)
@@ -364,7 +364,7 @@ def test_return_unknown_item_and_item_not_on_loan(ask: Any, library: Library) ->
 
 # --- loan.renew ---------------------------------------------------------------------
 
-def test_renew_then_renew_limit(ask: Any, library: Library, clock: Clock) -> None:
+def test_renew_then_renew_limit(ask: Any, library: Library, clock: WallClock) -> None:
     borrow(ask, AN, TK[0])  # due 12/10; one renewal allowed
     clock.now = local(2026, 10, 9)
     reply, [entry] = ask(RENEW, patron=AN, item=TK[0])
@@ -378,7 +378,7 @@ def test_renew_then_renew_limit(ask: Any, library: Library, clock: Clock) -> Non
     assert [row.op for row in library.ledger()] == ["checkout", "renew"]
 
 
-def test_renew_never_brings_the_due_date_forward(library: Library, clock: Clock,
+def test_renew_never_brings_the_due_date_forward(library: Library, clock: WallClock,
                                                  circulation: Circulation) -> None:
     assert circulation.handle(make_request(CHECKOUT, clock.now, patron=AN, item=TN[0]),
                               "kiosk-1")[0].ok  # 7 days: due 12/10
@@ -389,7 +389,7 @@ def test_renew_never_brings_the_due_date_forward(library: Library, clock: Clock,
     assert ok(reply, protocol.RenewResult).due == D(2026, 10, 12)
 
 
-def test_renew_where_the_policy_allows_none(library: Library, clock: Clock) -> None:
+def test_renew_where_the_policy_allows_none(library: Library, clock: WallClock) -> None:
     config = make_config()
     config.circulation.policy[2].renewals = 0
     circulation = Circulation(library.sessions, config, clock)
@@ -419,7 +419,7 @@ def test_renew_unknown_patron_or_item(ask: Any) -> None:
     refused(ask(RENEW, patron=AN, item="XX-1")[0], ErrorCode.UNKNOWN_ITEM)
 
 
-def test_renew_by_a_blocked_reader(ask: Any, library: Library, clock: Clock) -> None:
+def test_renew_by_a_blocked_reader(ask: Any, library: Library, clock: WallClock) -> None:
     borrow(ask, AN, TN[0])
     library.set_reader_status(AN, ReaderStatus.BLOCKED)
     refused(ask(RENEW, patron=AN, item=TN[0])[0], ErrorCode.PATRON_BLOCKED)
@@ -444,7 +444,7 @@ def test_item_info(ask: Any) -> None:
 
 # --- at most once -------------------------------------------------------------------
 
-def test_same_request_id_twice_is_applied_once(ask: Any, library: Library, clock: Clock) -> None:
+def test_same_request_id_twice_is_applied_once(ask: Any, library: Library, clock: WallClock) -> None:
     first, entries = ask(CHECKOUT, request_id="req-1", patron=AN, item=TN[0])
     clock.advance(days=1)
     again, replayed = ask(CHECKOUT, request_id="req-1", patron=AN, item=TN[0])
@@ -501,7 +501,7 @@ def test_request_id_reused_by_another_station_gets_nothing_of_the_first(ask: Any
 
 
 def test_two_servers_lending_one_copy_exactly_one_wins(library: Library, config: ServerConfig,
-                                                       clock: Clock) -> None:
+                                                       clock: WallClock) -> None:
     engines = [make_engine(library.url) for _ in range(2)]
     servers = [Circulation(session_factory(engine), config, clock) for engine in engines]
     barrier = threading.Barrier(2)
@@ -564,7 +564,7 @@ def test_return_racing_another_return_answers_item_not_on_loan(
 
 
 def test_renewal_racing_another_renewal_changes_nothing(
-        ask: Any, library: Library, circulation: Circulation, clock: Clock,
+        ask: Any, library: Library, circulation: Circulation, clock: WallClock,
         monkeypatch: pytest.MonkeyPatch) -> None:
     borrow(ask, AN, TN[0])
     with library.engine.connect() as connection:
@@ -625,7 +625,7 @@ def test_bad_request_reply(circulation: Circulation) -> None:
     assert reply.id == "req-7" and "args.item: Field required" in message
 
 
-def test_messages_in_english(library: Library, clock: Clock) -> None:
+def test_messages_in_english(library: Library, clock: WallClock) -> None:
     circulation = Circulation(library.sessions, make_config(language="en"), clock)
 
     def ask(op: str, **args: Any) -> protocol.Reply:
