@@ -54,6 +54,7 @@ class MqttLink:
         self.devices: dict[str, DeviceState] = {}
         self.state: str = "online"
         self.connected = threading.Event()
+        self._stopping = False
         self._config = mqtt_config
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
@@ -81,6 +82,7 @@ class MqttLink:
         return self.connected.wait(wait) if wait else False
 
     def stop(self) -> None:
+        self._stopping = True
         if self.connected.is_set():
             # The broker sends the will only on an unexpected drop: say it ourselves.
             info = self.client.publish(self._topic_status, OFFLINE_STATUS, qos=1, retain=True)
@@ -138,7 +140,8 @@ class MqttLink:
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
                        _properties: Any) -> None:
         self.connected.clear()
-        log.warning("lost the broker: %s", reason)
+        if not self._stopping:
+            log.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -197,7 +197,9 @@ class _Call:
 class Circulation:
     def __init__(self, sessions: sessionmaker[Session], config: ServerConfig,
                  clock: Callable[[], dt.datetime] = utc_now) -> None:
-        self._sessions = sessions
+        # Core connections, not ORM sessions: every statement here is prebuilt SQL, and a
+        # Session per request costs more than the SQL itself (bench/README.md).
+        self._engine: Engine = sessions.kw["bind"]
         self.config = config
         self.calendar = LibraryCalendar(config.calendar)
         self._clock = clock
@@ -234,9 +236,7 @@ class Circulation:
                 station: str) -> tuple[protocol.Reply, list[protocol.LedgerEntry]]:
         now = self._clock()
         try:
-            with self._sessions.begin() as session:
-                # Statements go straight to the session's connection: no ORM unit of work.
-                db = session.connection()
+            with self._engine.begin() as db:
                 stored = self._stored_reply(db, request, station)
                 if stored is not None:
                     return stored, []
@@ -490,8 +490,8 @@ class Circulation:
 
     def _read_stored_reply(self, request: protocol.Request,
                            station: str) -> protocol.Reply | None:
-        with self._sessions.begin() as session:
-            return self._stored_reply(session.connection(), request, station)
+        with self._engine.begin() as db:
+            return self._stored_reply(db, request, station)
 
     @staticmethod
     def _store_reply(db: Connection, request: protocol.Request, station: str,
@@ -504,8 +504,7 @@ class Circulation:
                      reply: protocol.Reply) -> protocol.Reply:
         """Store `reply` in a transaction of its own, after the first one rolled back."""
         try:
-            with self._sessions.begin() as session:
-                db = session.connection()
+            with self._engine.begin() as db:
                 stored = self._stored_reply(db, request, station)
                 if stored is not None:
                     return stored

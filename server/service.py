@@ -128,12 +128,16 @@ class LibraryService:
                 return
             log.warning("bad request %s from %s: %s", exc.request_id, station, exc.detail)
             self._reply(station, self.circulation.bad_request(exc.request_id, exc.detail))
+            self.client.loop_write()
             return
         reply, entries = self.circulation.handle(request, station)
         self.requests_handled += 1
         self._reply(station, reply)
         for entry in entries:
             self.client.publish(topics.ledger(self.site), encode(entry), qos=1)
+        # We are on paho's network thread, which reads a batch of packets before it
+        # writes: without this the reply waits for the requests queued behind it.
+        self.client.loop_write()
 
     def _reply(self, station: str, reply: Reply) -> None:
         self.client.publish(topics.station_topic(self.site, station, "reply"), encode(reply), qos=1)

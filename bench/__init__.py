@@ -1,0 +1,1 @@
+"""Benchmarks that print JSON figures (ARCHITECTURE.md); see bench/README.md."""
