@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.base import ScannerConfig, StdinScannerConfig
 from protocol.configfile import MqttConfig, load_toml_file
-from protocol.topics import check_name
+from protocol.topics import SiteName, StationName
 
 # Library card numbers (HS- students, GV- teachers, CB- staff) and 10-digit MOET ids;
 # anything else a scanner reads is taken for an item.
@@ -58,23 +58,13 @@ class DevicesConfig(_Section):
 
 class StationConfig(_Section):
     version: Literal[1] = 1
-    site: str
-    station: str
+    site: SiteName
+    station: StationName
     kind: Literal["kiosk", "gate", "returnbox", "desk"] = "kiosk"
     language: Literal["vi", "en"] = "vi"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
-
-    @field_validator("site")
-    @classmethod
-    def _site_name(cls, value: str) -> str:
-        return check_name(value, "site")
-
-    @field_validator("station")
-    @classmethod
-    def _station_name(cls, value: str) -> str:
-        return check_name(value, "station")
 
 
 def load(path: str) -> StationConfig:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
 
 from protocol.errors import ProtocolError
 
@@ -20,6 +22,11 @@ def check_name(value: str, what: str = "name") -> str:
     if not NAME_RE.match(value):
         raise ValueError(f"{what} {value!r} must be 1-64 characters of a-z, 0-9 and '-'")
     return value
+
+
+# Config and payload fields that hold a site or station name, validated as topics need.
+SiteName = Annotated[str, AfterValidator(lambda value: check_name(value, "site"))]
+StationName = Annotated[str, AfterValidator(lambda value: check_name(value, "station"))]
 
 
 def station_topic(site: str, station: str, channel: StationChannel) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from protocol.configfile import MqttConfig, load_toml_file
-from protocol.topics import check_name
+from protocol.topics import SiteName
 
 ReaderKind = Literal["student", "teacher", "staff"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -118,18 +118,13 @@ class CalendarConfig(_Section):
 
 class ServerConfig(_Section):
     version: Literal[1] = 1
-    site: str
+    site: SiteName
     school_name: str
     language: Literal["vi", "en"] = "vi"
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     circulation: CirculationConfig = Field(default_factory=CirculationConfig)
     calendar: CalendarConfig = Field(default_factory=CalendarConfig)
-
-    @field_validator("site")
-    @classmethod
-    def _site_name(cls, value: str) -> str:
-        return check_name(value, "site")
 
 
 def load(path: str) -> ServerConfig:
