@@ -264,7 +264,9 @@ class Circulation:
 
     def _identify(self, call: _Call, args: protocol.IdentifyArgs) -> protocol.IdentifyResult:
         reader = self._reader(call.db, args.card)
-        if args.pin is not None and reader.pin_hash and not verify_pin(args.pin, reader.pin_hash):
+        # A station sends a PIN only where it needs one checked (staff mode): a reader
+        # with no PIN set cannot pass that check.
+        if args.pin is not None and not (reader.pin_hash and verify_pin(args.pin, reader.pin_hash)):
             self._refuse(ErrorCode.WRONG_PIN)
         loans = self._reader_loans(call.db, reader.id)
         blocks = [code for code, _ in self._blocks(reader, loans, call.today)]

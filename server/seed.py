@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server import sample_data as data
 from server.models import Copy, CopyStatus, Reader, ReaderKind, ReaderStatus, Title
+from server.pins import hash_pin
 
 GRADES: tuple[int, ...] = (6, 7, 8, 9)
 CLASSES_PER_GRADE = 5
@@ -38,6 +39,11 @@ CARD_UID_SHARE = 0.30    # readers who have an NFC card besides the printed barc
 SAMPLE_LOANABLE_TITLES: tuple[str, ...] = (
     "Dế Mèn phiêu lưu ký", "Hoàng tử bé", "Kính vạn hoa – Tập 1", "Tắt đèn", "Đường Kách Mệnh",
 )
+
+
+# The demo librarian's card and PIN, printed with the samples (a demo has no secrets).
+STAFF_CARD = "CB-0001"
+STAFF_PIN = "2468"
 
 
 class SeedError(RuntimeError):
@@ -92,6 +98,7 @@ class SeedSummary:
         out.append(f"  {self.teacher.code:<14} {self.teacher.name} (giáo viên / teacher)")
         blocked = self.blocked_student
         out.append(f"  {blocked.code:<14} {blocked.name} (bị khóa / blocked: {blocked.block_reason})")
+        out.append(f"  {STAFF_CARD:<14} cán bộ thư viện / librarian, PIN {STAFF_PIN}")
         out.append("Sách để thử / books to try:")
         for item in (*self.loanable_items, self.textbook, self.reference_only):
             rfid = f"  RFID {item.rfid_item_id}" if item.rfid_item_id else ""
@@ -456,7 +463,9 @@ def _plan_readers(rng: random.Random, start: dt.date) -> list[dict[str, Any]]:
             "name": _adult_name(rng, gender), "kind": kind.value, "class_name": None,
             "grade": None, "birth_date": _random_day(rng, rng.randint(start.year - 55, start.year - 25)),
             "gender": gender, "status": ReaderStatus.ACTIVE.value, "block_reason": None,
-            "pin_hash": None, "created_at": _moment(joined, n),
+            # The librarian's card opens the kiosk's staff mode with this PIN.
+            "pin_hash": hash_pin(STAFF_PIN) if code == STAFF_CARD else None,
+            "created_at": _moment(joined, n),
         })
     return readers
 

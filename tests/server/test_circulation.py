@@ -105,8 +105,9 @@ def test_identify_with_pin(ask: Any) -> None:
     assert ok(ask(IDENTIFY, card=AN, pin=AN_PIN)[0], protocol.IdentifyResult).patron.id == AN
     wrong = refused(ask(IDENTIFY, card=AN, pin="1357")[0], ErrorCode.WRONG_PIN)
     assert wrong == "Mã PIN không đúng."
-    # A reader with no PIN set is not refused for typing one.
-    assert ok(ask(IDENTIFY, card=BINH, pin="1357")[0], protocol.IdentifyResult).patron.id == BINH
+    # A PIN is sent only to be checked (staff mode): a reader with no PIN set fails it.
+    refused(ask(IDENTIFY, card=BINH, pin="1357")[0], ErrorCode.WRONG_PIN)
+    assert ok(ask(IDENTIFY, card=BINH)[0], protocol.IdentifyResult).patron.id == BINH
 
 
 def test_identify_with_a_damaged_pin_hash_is_an_internal_error(ask: Any, library: Library) -> None:
