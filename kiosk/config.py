@@ -52,6 +52,34 @@ class SessionConfig(_Section):
         return re.compile(self.patron_pattern, re.IGNORECASE)
 
 
+class UiConfig(_Section):
+    """The `[ui]` table: the touch screen."""
+
+    school_name: str = "Thư viện trường"
+    # A PNG shown on the idle screen; none shows the school name alone.
+    logo: str | None = None
+    fullscreen: bool = True
+    # Window size when not full screen (development, screenshots).
+    width: int = Field(default=800, ge=320)
+    height: int = Field(default=480, ge=240)
+    # Keystrokes of a keyboard-wedge scanner arrive faster than this apart; slower ones
+    # are a person typing, ignored unless `accept_typed` (the demo, a desk with a keyboard).
+    scanner_max_key_interval_ms: float = Field(default=50, gt=0)
+    accept_typed: bool = False
+
+
+class VoiceConfig(_Section):
+    """The `[voice]` table: spoken prompts and short sounds."""
+
+    enabled: bool = True
+    # espeak-ng voices: aav/vi (northern), aav/vi-vn-x-south, aav/vi-vn-x-central.
+    voice_vi: str = "aav/vi"
+    voice_en: str = "en"
+    rate: int = Field(default=150, ge=80, le=300)     # words per minute
+    volume: float = Field(default=1.0, ge=0.0, le=1.0)
+    sounds: bool = True
+
+
 class DevicesConfig(_Section):
     scanner: ScannerConfig = Field(default_factory=StdinScannerConfig)
 
@@ -64,6 +92,8 @@ class StationConfig(_Section):
     language: Literal["vi", "en"] = "vi"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
 
 
