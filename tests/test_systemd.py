@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 UNITS = REPO / "systemd"
 SERVER = UNITS / "thuvien-server.service"
 STATION = UNITS / "thuvien-station@.service"
+KIOSK = UNITS / "thuvien-kiosk@.service"
 REAL_BINARY = "/opt/thuvien/.venv/bin/thuvien"
 
 
@@ -66,6 +67,18 @@ def test_station_instance_verifies(tmp_path: Path) -> None:
     verify(copy_for_verify(STATION, tmp_path, "thuvien-station@kiosk-1.service"))
 
 
+def test_kiosk_instance_verifies(tmp_path: Path) -> None:
+    verify(copy_for_verify(KIOSK, tmp_path, "thuvien-kiosk@kiosk-1.service"))
+
+
+def test_kiosk_draws_on_the_console_without_a_desktop() -> None:
+    s = settings(KIOSK)
+    assert "SDL_VIDEODRIVER=kmsdrm" in s["Service.Environment"]
+    assert s["Service.TTYPath"] == ["/dev/tty1"]
+    assert s["Unit.Conflicts"] == ["getty@tty1.service"]
+    assert {"video", "render", "input"} <= set(" ".join(s["Service.SupplementaryGroups"]).split())
+
+
 def test_verify_catches_a_typo(tmp_path: Path) -> None:
     """The check above must be able to fail: a misspelt key is only a warning to systemd."""
     broken = copy_for_verify(SERVER, tmp_path)
@@ -95,6 +108,7 @@ def settings(unit: Path) -> dict[str, list[str]]:
     [
         (SERVER, f"{REAL_BINARY} server --config /etc/thuvien/server.toml", "thuvien-server-mqtt"),
         (STATION, f"{REAL_BINARY} kiosk --config /etc/thuvien/stations/%i.toml --headless", "%i-mqtt"),
+        (KIOSK, f"{REAL_BINARY} kiosk --config /etc/thuvien/stations/%i.toml", "%i-mqtt"),
     ],
 )
 def test_units_run_as_thuvien_with_a_credential(unit: Path, exec_start: str, credential: str) -> None:
