@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.base import ScannerConfig, StdinScannerConfig
+from drivers.printer import PrinterConfig
 from protocol.configfile import MqttConfig, load_toml_file
 from protocol.topics import SiteName, StationName
 
@@ -82,6 +83,7 @@ class VoiceConfig(_Section):
 
 class DevicesConfig(_Section):
     scanner: ScannerConfig = Field(default_factory=StdinScannerConfig)
+    printer: PrinterConfig | None = None
 
 
 class StationConfig(_Section):
