@@ -23,6 +23,46 @@ def _watch_devices(scanner: Scanner, link: MqttLink, stop: threading.Event) -> N
             return
 
 
+class _DeviceWatch:
+    """Keeps the station's status in step with its devices while the station runs."""
+
+    def __init__(self, scanner: Scanner, link: MqttLink) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=_watch_devices, args=(scanner, link, self._stop),
+                                        name="device-watch", daemon=True)
+
+    def __enter__(self) -> _DeviceWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def _link(config: StationConfig) -> MqttLink:
+    return MqttLink(config.site, config.station, config.kind, config.mqtt,
+                    request_timeout=config.session.request_timeout_s)
+
+
+def run_touch_station(config: StationConfig, stop: threading.Event) -> int:
+    """Run the touch-screen kiosk until staff leave kiosk mode, restart it, or `stop`."""
+    from kiosk.ui.app import run_kiosk  # Kivy only where there is a screen
+
+    scanner = create_scanner(config.devices.scanner)
+    link = _link(config)
+    # A short wait: the screen says "offline" by itself; no black screen at boot.
+    link.start(wait=2)
+    try:
+        if scanner.type_key == "stdin":
+            # Keyboard-wedge scanners type into the window; there is no stream to watch.
+            return run_kiosk(config, link, scanner, link=link, stop=stop)
+        with _DeviceWatch(scanner, link):
+            return run_kiosk(config, link, scanner, link=link, stop=stop)
+    finally:
+        link.stop()
+
+
 def run_station(config: StationConfig, stop: threading.Event, *,
                 stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Run a headless station until `stop` is set, `thoat` is typed or its input ends."""
@@ -31,19 +71,13 @@ def run_station(config: StationConfig, stop: threading.Event, *,
         scanner: Scanner = StdinScanner(stdin, name=scanner_config.name)
     else:
         scanner = create_scanner(scanner_config)
-    link = MqttLink(config.site, config.station, config.kind, config.mqtt,
-                    request_timeout=config.session.request_timeout_s)
+    link = _link(config)
     if not link.start(wait=10):
         log.warning("broker %s:%s not reachable yet; the station keeps trying",
                     config.mqtt.host, config.mqtt.port)
-    watcher_stop = threading.Event()
-    watcher = threading.Thread(target=_watch_devices, args=(scanner, link, watcher_stop),
-                               name="device-watch", daemon=True)
-    watcher.start()
     try:
-        run_headless(config, link, scanner, out=stdout or sys.stdout, stop=stop)
+        with _DeviceWatch(scanner, link):
+            run_headless(config, link, scanner, out=stdout or sys.stdout, stop=stop)
     finally:
-        watcher_stop.set()
-        watcher.join(timeout=2)
         link.stop()
     return 0

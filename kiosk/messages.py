@@ -1,166 +1,233 @@
-"""Every sentence a station shows or says, in Vietnamese first and English.
+"""Every sentence a station shows or says, by key; the words live in gettext catalogs.
 
 Written for a ten-year-old at the kiosk: short, friendly, with diacritics. Where the
 reader's kind is known a student is "em" and a teacher "thầy/cô"; where it is not
-(return mode, refusals) the sentence needs no pronoun. The server's own messages
-(`reply.error.message`) are shown as given: they are already in the site's language.
+(return mode, refusals) the sentence needs no pronoun. The English here is the msgid;
+the Vietnamese is in `kiosk/locale/vi/LC_MESSAGES/thuvien.po` (the key is each
+message's context, so one English sentence can have several Vietnamese ones).
+After editing, run `python scripts/i18n.py` and translate what it leaves empty.
+
+The server's own messages (`reply.error.message`) are already in the site's language;
+`refusal` shows them as given and uses ours (`error.<code>`) when the server gave none.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import string
+from collections.abc import Iterator, Mapping
+
+from kiosk.i18n import LANGUAGES, NC_, NPC_, Msg, language_of, translate
+from protocol import ErrorCode
 
 Language = str  # "vi" or "en"; anything else falls back to Vietnamese
 
-MESSAGES: dict[str, dict[str, str]] = {
+_ALL: tuple[Msg, ...] = (
     # --- terminal banner (kiosk/headless.py prints both languages) ---
-    "banner.title": {
-        "vi": "Thư viện - trạm {station}",
-        "en": "Library - station {station}",
-    },
-    "banner.card": {
-        "vi": "Quét hoặc gõ số thẻ thư viện, rồi quét từng cuốn sách muốn mượn.",
-        "en": "Scan or type your library card number, then scan each book to borrow.",
-    },
-    "banner.commands": {
-        "vi": "Gõ \"tra\" để trả sách, \"xong\" khi đã xong, \"thoat\" để thoát.",
-        "en": "Type \"return\" to return books, \"done\" when finished, \"quit\" to leave.",
-    },
-    "bye": {
-        "vi": "Tạm biệt! Hẹn gặp lại.",
-        "en": "Goodbye! See you soon.",
-    },
+    NC_("banner.title", "Library - station {station}"),
+    NC_("banner.card", "Scan or type your library card number, then scan each book to borrow."),
+    NC_("banner.commands",
+        "Type \"return\" to return books, \"done\" when finished, \"quit\" to leave."),
+    NC_("bye", "Goodbye! See you soon."),
     # --- a reader is identified ---
-    "hello.student": {"vi": "Xin chào {given_name}!", "en": "Hello {given_name}!"},
-    "hello.teacher": {"vi": "Xin chào thầy/cô {given_name}!", "en": "Hello {given_name}!"},
-    "hello.staff": {"vi": "Xin chào {given_name}!", "en": "Hello {given_name}!"},
-    "can_borrow.student": {
-        "vi": "Em có thể mượn thêm {n} cuốn.",
-        "en": "You can borrow {n} more books.",
-    },
-    "can_borrow.teacher": {
-        "vi": "Thầy/cô có thể mượn thêm {n} cuốn.",
-        "en": "You can borrow {n} more books.",
-    },
-    "can_borrow.staff": {
-        "vi": "Bạn có thể mượn thêm {n} cuốn.",
-        "en": "You can borrow {n} more books.",
-    },
-    "can_borrow_none.student": {
-        "vi": "Em đã mượn đủ số sách rồi. Trả bớt sách thì mượn tiếp được nhé.",
-        "en": "You have borrowed as many books as allowed. Return some to borrow more.",
-    },
-    "can_borrow_none.teacher": {
-        "vi": "Thầy/cô đã mượn đủ số sách được phép.",
-        "en": "You have borrowed as many books as allowed.",
-    },
-    "can_borrow_none.staff": {
-        "vi": "Bạn đã mượn đủ số sách được phép.",
-        "en": "You have borrowed as many books as allowed.",
-    },
-    "loans.header": {"vi": "Sách đang mượn:", "en": "Books on loan:"},
-    "loan.line": {"vi": "{title} - Hạn trả: {due}", "en": "{title} - Due: {due}"},
-    "loan.line_overdue": {
-        "vi": "{title} - Hạn trả: {due} (quá hạn!)",
-        "en": "{title} - Due: {due} (overdue!)",
-    },
-    "blocked.student": {
-        "vi": "Thẻ của em đang bị khóa nên chưa mượn được sách. Em vẫn trả sách được nhé.",
-        "en": "Your card is blocked, so you cannot borrow now. You can still return books.",
-    },
-    "blocked.teacher": {
-        "vi": "Thẻ của thầy/cô đang bị khóa nên chưa mượn được sách.",
-        "en": "Your card is blocked, so you cannot borrow now.",
-    },
-    "blocked.staff": {
-        "vi": "Thẻ của bạn đang bị khóa nên chưa mượn được sách.",
-        "en": "Your card is blocked, so you cannot borrow now.",
-    },
+    NC_("hello.student", "Hello {given_name}!"),
+    NC_("hello.teacher", "Hello {given_name}!"),
+    NC_("hello.staff", "Hello {given_name}!"),
+    NPC_("can_borrow.student", "You can borrow {n} more book.", "You can borrow {n} more books."),
+    NPC_("can_borrow.teacher", "You can borrow {n} more book.", "You can borrow {n} more books."),
+    NPC_("can_borrow.staff", "You can borrow {n} more book.", "You can borrow {n} more books."),
+    NC_("can_borrow_none.student",
+        "You have borrowed as many books as allowed. Return some to borrow more."),
+    NC_("can_borrow_none.teacher", "You have borrowed as many books as allowed."),
+    NC_("can_borrow_none.staff", "You have borrowed as many books as allowed."),
+    NC_("loans.header", "Books on loan:"),
+    NC_("loan.line", "{title} - Due: {due}"),
+    NC_("loan.line_overdue", "{title} - Due: {due} (overdue!)"),
+    NC_("blocked.student",
+        "Your card is blocked, so you cannot borrow now. You can still return books."),
+    NC_("blocked.teacher", "Your card is blocked, so you cannot borrow now."),
+    NC_("blocked.staff", "Your card is blocked, so you cannot borrow now."),
     # Reasons, by the block codes of `patron.identify`; `block.other` for any new code.
-    "block.overdue": {
-        "vi": "Có sách quá hạn chưa trả.",
-        "en": "A book is overdue.",
-    },
-    "block.blocked": {
-        "vi": "Thư viện đang tạm khóa thẻ. Hãy gặp thầy cô thư viện nhé.",
-        "en": "The library has blocked this card. Please see the librarian.",
-    },
-    "block.inactive": {
-        "vi": "Thẻ không còn hiệu lực. Hãy gặp thầy cô thư viện nhé.",
-        "en": "This card is no longer valid. Please see the librarian.",
-    },
-    "block.other": {
-        "vi": "Hãy gặp thầy cô thư viện nhé.",
-        "en": "Please see the librarian.",
-    },
-    "prompt.scan_items": {
-        "vi": "Hãy quét từng cuốn sách muốn mượn.",
-        "en": "Scan each book you want to borrow.",
-    },
-    "same_card": {
-        "vi": "Thẻ này đang được dùng rồi. Hãy quét sách nhé.",
-        "en": "This card is already in use. Scan a book.",
-    },
+    NC_("block.overdue", "A book is overdue."),
+    NC_("block.blocked", "The library has blocked this card. Please see the librarian."),
+    NC_("block.inactive", "This card is no longer valid. Please see the librarian."),
+    NC_("block.other", "Please see the librarian."),
+    NC_("prompt.scan_items", "Scan each book you want to borrow."),
+    NC_("same_card", "This card is already in use. Scan a book."),
     # --- borrowing ---
-    "item.borrowed": {
-        "vi": "Đã mượn: {title}. Hạn trả: {due}",
-        "en": "Borrowed: {title}. Due: {due}",
-    },
-    "item.refused": {"vi": "Chưa mượn được {item}: {message}", "en": "Not borrowed {item}: {message}"},
-    "item.refused_blocked": {
-        "vi": "Thẻ đang bị khóa nên chưa mượn được sách.",
-        "en": "The card is blocked, so no book can be borrowed.",
-    },
-    "need_card": {
-        "vi": "Hãy quét thẻ thư viện trước khi mượn sách. Muốn trả sách thì chọn Trả sách nhé.",
-        "en": "Scan your library card before borrowing. To return books, choose Return.",
-    },
+    NC_("item.borrowed", "Borrowed: {title}. Due: {due}"),
+    NC_("item.refused", "Not borrowed {item}: {message}"),
+    NC_("item.refused_blocked", "The card is blocked, so no book can be borrowed."),
+    NC_("need_card", "Scan your library card before borrowing. To return books, choose Return."),
     # --- returning ---
-    "return.mode": {
-        "vi": "Trả sách: hãy quét từng cuốn sách cần trả.",
-        "en": "Returning: scan each book you are bringing back.",
-    },
-    "item.returned": {"vi": "Đã trả: {title}. Cảm ơn!", "en": "Returned: {title}. Thank you!"},
-    "item.returned_late": {
-        "vi": "Sách này trả muộn {days} ngày.",
-        "en": "This book is {days} days late.",
-    },
-    "return.refused": {"vi": "Chưa trả được {item}: {message}", "en": "Not returned {item}: {message}"},
+    NC_("return.mode", "Returning: scan each book you are bringing back."),
+    NC_("item.returned", "Returned: {title}. Thank you!"),
+    NPC_("item.returned_late", "This book is {days} day late.", "This book is {days} days late."),
+    NC_("return.refused", "Not returned {item}: {message}"),
     # --- problems ---
-    "unreadable": {
-        "vi": "Không đọc được mã này. Hãy quét lại nhé.",
-        "en": "This code could not be read. Please scan again.",
-    },
-    "server_unreachable": {
-        "vi": "Chưa kết nối được với máy chủ thư viện. Hãy thử lại sau ít phút hoặc báo thầy cô thư viện nhé.",
-        "en": "The library server cannot be reached. Try again in a few minutes or tell the librarian.",
-    },
-    "server_bad_reply": {
-        "vi": "Máy chủ thư viện trả lời không rõ. Hãy báo thầy cô thư viện nhé.",
-        "en": "The library server gave an unclear answer. Please tell the librarian.",
-    },
-    "inactivity": {
-        "vi": "Còn ai ở đây không? Sau {seconds} giây máy sẽ tự kết thúc.",
-        "en": "Still there? The session ends in {seconds} seconds.",
-    },
+    NC_("unreadable", "This code could not be read. Please scan again."),
+    NC_("server_unreachable",
+        "The library server cannot be reached. Try again in a few minutes or tell the librarian."),
+    NC_("server_bad_reply", "The library server gave an unclear answer. Please tell the librarian."),
+    NPC_("inactivity", "Still there? The session ends in {seconds} second.",
+         "Still there? The session ends in {seconds} seconds."),
     # --- the end of a session ---
-    "summary.borrowed": {"vi": "Lần này đã mượn {n} cuốn:", "en": "Borrowed this time: {n}"},
-    "summary.borrowed_none": {"vi": "Lần này chưa mượn cuốn nào.", "en": "Nothing borrowed this time."},
-    "summary.returned": {"vi": "Đã trả {n} cuốn. Cảm ơn!", "en": "Returned {n} books. Thank you!"},
-    "summary.returned_none": {"vi": "Chưa trả cuốn nào.", "en": "No books returned."},
-    "ended.done": {"vi": "Hẹn gặp lại nhé!", "en": "See you soon!"},
-    "ended.timeout": {
-        "vi": "Lâu quá không thấy ai, máy đã tự kết thúc.",
-        "en": "Nobody was there for a while, so the session ended.",
-    },
-    "ended.logout": {"vi": "Đã thoát. Hẹn gặp lại nhé!", "en": "Logged out. See you soon!"},
-    "ended.new_card": {"vi": "Đã kết thúc lượt trước.", "en": "The previous session has ended."},
-}
+    NC_("summary.borrowed", "Borrowed this time: {n}"),
+    NC_("summary.borrowed_none", "Nothing borrowed this time."),
+    NPC_("summary.returned", "Returned {n} book. Thank you!", "Returned {n} books. Thank you!"),
+    NC_("summary.returned_none", "No books returned."),
+    NC_("ended.done", "See you soon!"),
+    NC_("ended.timeout", "Nobody was there for a while, so the session ended."),
+    NC_("ended.logout", "Logged out. See you soon!"),
+    NC_("ended.new_card", "The previous session has ended."),
+    # --- the protocol's error codes, for replies that carry no message of their own ---
+    NC_("error.bad_request",
+        "The station sent a request the library could not read. Please tell the librarian."),
+    NC_("error.unauthorized", "This station may not do that. Please tell the librarian."),
+    NC_("error.unknown_patron", "This library card is not known."),
+    NC_("error.wrong_pin", "The PIN is wrong."),
+    NC_("error.patron_blocked", "This library card is blocked."),
+    NC_("error.limit_reached", "You have borrowed as many books as allowed."),
+    NC_("error.unknown_item", "This book is not in the library's catalogue."),
+    NC_("error.item_not_loanable", "This book cannot be taken home."),
+    NC_("error.item_on_loan", "This book is already on loan."),
+    NC_("error.item_not_on_loan", "This book is not on loan."),
+    NC_("error.renew_limit", "This book has been renewed as often as allowed."),
+    NC_("error.internal", "The library server had an error. Please tell the librarian."),
+    # --- the touch screen (kiosk/ui) ---
+    NC_("ui.borrow", "Borrow books"),
+    NC_("ui.return", "Return books"),
+    NC_("ui.done", "Done"),
+    NC_("ui.staff", "Staff"),
+    NC_("idle.welcome", "Welcome to the library!"),
+    NC_("idle.step_card", "Scan your card"),
+    NC_("idle.step_books", "Scan each book"),
+    NC_("idle.step_done", "Press Done"),
+    NC_("idle.scan_card_now", "Scan your library card to start."),
+    NC_("reader.class", "Class {class_name}"),
+    NC_("reader.no_loans", "No books on loan."),
+    NC_("reader.due", "Due {due}"),
+    NC_("reader.overdue", "Overdue"),
+    NPC_("scanning.count", "Borrowed: {n} book", "Borrowed: {n} books"),
+    NC_("scanning.left", "Can still borrow: {n}"),
+    NC_("scanning.refused", "Not borrowed"),
+    NC_("summary.question", "Would you like a receipt?"),
+    NC_("summary.print", "Print"),
+    NC_("summary.qr", "QR code"),
+    NC_("summary.no_receipt", "No receipt"),
+    NC_("summary.printing", "Printing your receipt..."),
+    NC_("summary.printed", "Please take your receipt."),
+    NC_("summary.print_failed", "The receipt could not be printed. Please tell the librarian."),
+    NC_("summary.qr_hint", "Scan this code with a phone to keep the list of your books."),
+    NC_("summary.qr_failed", "The QR code could not be made. Please tell the librarian."),
+    NPC_("return.count", "Returned: {n} book", "Returned: {n} books"),
+    NC_("return.on_time", "On time"),
+    NPC_("return.late", "{days} day late", "{days} days late"),
+    NC_("return.not_returned", "Not returned"),
+    NC_("staff.title", "Staff mode"),
+    NC_("staff.scan_card", "Scan your staff card."),
+    NC_("staff.enter_pin", "Enter your PIN"),
+    NC_("staff.clear", "Clear"),
+    NC_("staff.ok", "OK"),
+    NC_("staff.cancel", "Cancel"),
+    NC_("staff.checking", "Checking..."),
+    NC_("staff.not_staff", "This is not a staff card."),
+    NC_("staff.hello", "Hello {given_name}. What would you like to do?"),
+    NC_("staff.lock", "Put out of service"),
+    NC_("staff.unlock", "Back in service"),
+    NC_("staff.devices", "Check devices"),
+    NC_("staff.restart", "Restart"),
+    NC_("staff.leave", "Leave kiosk mode"),
+    NC_("staff.back", "Back"),
+    NC_("staff.in_service", "The station is in service."),
+    NC_("staff.out_of_service", "The station is out of service."),
+    NC_("device.link", "Library server"),
+    NC_("device.scanner", "Barcode scanner"),
+    NC_("device.voice", "Voice"),
+    NC_("device.printer", "Receipt printer"),
+    NC_("device.ok", "Working"),
+    NC_("device.fault", "Fault"),
+    NC_("device.absent", "Not connected"),
+    NC_("device.off", "Turned off"),
+    NC_("oos.locked_title", "Out of service"),
+    NC_("oos.locked_body",
+        "This station is resting for a while. You can still borrow and return books "
+        "at the library desk."),
+    NC_("oos.offline_title", "No connection to the library"),
+    NC_("oos.offline_body",
+        "The station cannot reach the library server and keeps trying by itself. "
+        "Meanwhile, borrow and return books at the library desk."),
+    NC_("oos.staff_hint", "For the librarian:"),
+    NC_("warning.title", "Are you still there?"),
+    NPC_("warning.body", "The session ends in {seconds} second.",
+         "The session ends in {seconds} seconds."),
+    NC_("warning.stay", "I'm still here"),
+)
+
+_BY_KEY: dict[str, Msg] = {message.context: message for message in _ALL if message.context}
+BLOCK_KEYS = frozenset({"overdue", "blocked", "inactive"})
+_ERROR_CODES = frozenset(code.value for code in ErrorCode)
+
+
+def _fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def _count(message: Msg, fields: Mapping[str, object]) -> int | None:
+    # The plural form follows the first whole-number field of the sentence ({n}, {days}).
+    if message.plural is None:
+        return None
+    for name in _fields(message.plural):
+        value = fields.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def template(key: str, language: Language = "vi", count: int | None = None) -> str:
+    message = _BY_KEY[key]
+    return translate(message, language_of(language), count)
 
 
 def text(key: str, language: Language = "vi", **fields: object) -> str:
-    table = MESSAGES[key]
-    return table.get(language, table["vi"]).format(**fields)
+    message = _BY_KEY[key]
+    return translate(message, language_of(language), _count(message, fields)).format(**fields)
+
+
+def has(key: str) -> bool:
+    return key in _BY_KEY
+
+
+def refusal(code: str, message: str | None, language: Language = "vi") -> str:
+    """Why a request was refused: the server's sentence if it gave one, else ours."""
+    if message:
+        return message
+    if code == ErrorCode.INTERNAL:
+        # The session reports a reply it could not read as `internal` with no message.
+        return text("server_bad_reply", language)
+    if code in _ERROR_CODES:
+        return text(f"error.{code}", language)
+    return text("block.other", language)
+
+
+def block_reason(block: str, language: Language = "vi") -> str:
+    return text(f"block.{block}" if block in BLOCK_KEYS else "block.other", language)
+
+
+class _Catalog(Mapping[str, dict[str, str]]):
+    """Every message's template in every language, read from the catalogs: key -> {lang: template}."""
+
+    def __getitem__(self, key: str) -> dict[str, str]:
+        return {language: template(key, language, count=2) for language in LANGUAGES}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_BY_KEY)
+
+    def __len__(self) -> int:
+        return len(_BY_KEY)
+
+
+MESSAGES: Mapping[str, dict[str, str]] = _Catalog()
 
 
 def format_date(day: dt.date) -> str:

@@ -250,6 +250,11 @@ class Session:
         if self._state in ACTIVE:
             self._end("logout")
 
+    def keep_alive(self) -> None:
+        """The reader touched the screen: not idle, though nothing was scanned."""
+        if self._state in ACTIVE:
+            self._touch(self._clock())
+
     def tick(self) -> None:
         now = self._clock()
         self._prune(now)

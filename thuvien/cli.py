@@ -56,18 +56,16 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_kiosk(args: argparse.Namespace) -> int:
-    from kiosk.cli import run_station
+    from kiosk.cli import run_station, run_touch_station
     from kiosk.config import load
 
     config = load(args.config)
     if args.check_config:
         print(f"{args.config}: OK (station {config.station} of site {config.site})")
         return 0
-    if not args.headless:
-        print("thuvien kiosk: the touch screen is not part of this version yet; "
-              "run with --headless (giao diện cảm ứng chưa có: hãy dùng --headless)", file=sys.stderr)
-        return 2
-    return run_station(config, _stop_on_signals())
+    if args.headless:
+        return run_station(config, _stop_on_signals())
+    return run_touch_station(config, _stop_on_signals())
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -127,7 +125,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from thuvien.demo import run_demo
 
-    return run_demo(Path(args.dir), broker=args.broker, port=args.port)
+    return run_demo(Path(args.dir), broker=args.broker, port=args.port, headless=args.headless)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo-data", help="where the demo keeps its files")
     demo.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "embedded"])
     demo.add_argument("--port", type=int, default=None, help="broker port (default 1883 if free)")
+    demo.add_argument("--headless", action="store_true",
+                      help="the kiosk in this terminal instead of a touch-screen window")
     demo.set_defaults(func=cmd_demo)
 
     server = sub.add_parser("server", help="run the library server")
@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     kiosk = sub.add_parser("kiosk", help="run a station")
     kiosk.add_argument("--config", required=True)
-    kiosk.add_argument("--headless", action="store_true", help="terminal station, no screen")
+    kiosk.add_argument("--headless", action="store_true",
+                       help="terminal station, no screen (default: the touch screen)")
     kiosk.add_argument("--check-config", action="store_true", help="only validate the config")
     kiosk.set_defaults(func=cmd_kiosk)
 

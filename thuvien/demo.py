@@ -1,7 +1,8 @@
 """`thuvien demo`: a whole school library on one machine, for a newcomer.
 
 A broker (Mosquitto when installed, else the embedded one), the server on SQLite filled
-with a sample school, and one headless kiosk driven from the terminal. Ctrl-C stops it
+with a sample school, and one kiosk: the touch screen in a window where there is a
+display (typed codes stand for the scanner), else the terminal kiosk. Ctrl-C stops it
 all: the station and the server say "offline" before they go.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import socket
 import sys
@@ -73,7 +75,13 @@ end = {end.isoformat()}
 """
 
 
-def station_toml(port: int) -> str:
+def station_toml(port: int, *, touch: bool) -> str:
+    # The touch kiosk takes typed codes (a person at a laptop is its scanner) and prints
+    # receipts to the simulated printer; the terminal kiosk reads this terminal.
+    devices = ('[ui]\nschool_name = "Trường THCS Demo (thư viện mẫu)"\nfullscreen = false\n'
+               'accept_typed = true\n\n[devices.scanner]\ntype = "simulated"\n\n'
+               '[devices.printer]\ntype = "simulated"\n') if touch else \
+        '[devices.scanner]\ntype = "stdin"\n'
     return f"""# Written by `thuvien demo` at every start; edits here are overwritten.
 version = 1
 site = "{DEMO_SITE}"
@@ -85,9 +93,12 @@ language = "vi"
 host = "127.0.0.1"
 port = {port}
 
-[devices.scanner]
-type = "stdin"
-"""
+{devices}"""
+
+
+def has_display() -> bool:
+    # SDL_VIDEODRIVER names a screen explicitly: kmsdrm on a Pi's console, offscreen in tests.
+    return any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
 
 
 def _port_free(port: int) -> bool:
@@ -99,8 +110,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> int:
-    from kiosk.cli import run_station
+def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None,
+             headless: bool = False) -> int:
+    from kiosk.cli import run_station, run_touch_station
     from kiosk.config import StationConfig
     from protocol.configfile import load_toml
     from server import db
@@ -113,6 +125,10 @@ def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> 
     log_path = folder / "thuvien.log"
     logging.basicConfig(level=logging.INFO, handlers=[logging.FileHandler(log_path, encoding="utf-8")],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if not headless and not has_display():
+        print("Không thấy màn hình: kiosk chạy trong cửa sổ dòng lệnh này.\n"
+              "No display found: the kiosk runs in this terminal (--headless).", flush=True)
+        headless = True
     if port is None and _port_free(1883):
         port = 1883
     print("Đang khởi động thư viện mẫu / starting the demo library ...", flush=True)
@@ -122,7 +138,7 @@ def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> 
     try:
         server_file, station_file = folder / "server.toml", folder / "station.toml"
         server_file.write_text(server_toml(folder / "thuvien.db", running_broker.port), encoding="utf-8")
-        station_file.write_text(station_toml(running_broker.port), encoding="utf-8")
+        station_file.write_text(station_toml(running_broker.port, touch=not headless), encoding="utf-8")
         server_config = load_toml(server_file.read_text(encoding="utf-8"), str(server_file), ServerConfig)
         station_config = load_toml(station_file.read_text(encoding="utf-8"), str(station_file), StationConfig)
 
@@ -155,6 +171,10 @@ def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> 
    Watch it:    mosquitto_sub -h 127.0.0.1 -p {running_broker.port} -t 'thuvien/v1/#' -v
 ==================================================================""")
         print("\n".join(sample_lines))
+        if not headless:
+            print("Kiosk mở trong một cửa sổ: gõ số thẻ rồi Enter, như máy quét.\n"
+                  "The kiosk opens in a window: type a card number and Enter, as a scanner would.\n"
+                  f"Staff mode: the Cán bộ button, card CB-0001, PIN 2468.", flush=True)
         print("Ctrl-C để dừng tất cả / Ctrl-C stops everything.\n", flush=True)
 
         def _on_signal(_signum: int, _frame: object) -> None:
@@ -162,7 +182,9 @@ def run_demo(folder: Path, *, broker: str = "auto", port: int | None = None) -> 
 
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
-        return run_station(station_config, stop, stdin=sys.stdin, stdout=sys.stdout)
+        if headless:
+            return run_station(station_config, stop, stdin=sys.stdin, stdout=sys.stdout)
+        return run_touch_station(station_config, stop)
     finally:
         if server is not None:
             server.stop()

@@ -26,6 +26,40 @@ def by_hand_commands(port: int) -> list[list[str]]:
 
 
 @pytest.fixture
+def raw_status():  # type: ignore[no-untyped-def]
+    """Wait for a status on a broker's port that `wanted(status)` accepts."""
+    import queue
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    clients = []
+
+    def wait(port: int, topic: str, wanted, timeout: float = 60.0) -> dict:  # type: ignore[no-untyped-def]
+        seen: queue.Queue[dict] = queue.Queue()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        client.on_message = lambda _c, _u, m: seen.put(json.loads(m.payload))
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        clients.append(client)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status = seen.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if wanted(status):
+                return status
+        pytest.fail(f"no status as wanted on {topic}")
+
+    yield wait
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
 def demo_server(mosquitto, tmp_path):  # type: ignore[no-untyped-def]
     """The server exactly as `thuvien demo` configures and fills it."""
     from protocol.configfile import load_toml
@@ -97,7 +131,7 @@ def test_demo_lends_a_book_from_the_terminal_and_stops_cleanly(tmp_path, broker)
 
     process = subprocess.Popen(
         [sys.executable, "-m", "thuvien.cli", "demo", "--dir", str(tmp_path / "demo"),
-         "--broker", broker, "--port", str(free_port())],
+         "--broker", broker, "--port", str(free_port()), "--headless"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         banner = _read_until(process, "Ctrl-C")
@@ -119,3 +153,28 @@ def test_demo_lends_a_book_from_the_terminal_and_stops_cleanly(tmp_path, broker)
             process.kill()
             process.wait()
     assert (tmp_path / "demo" / "thuvien.db").exists()
+
+
+def test_demo_opens_the_touch_kiosk_where_there_is_a_screen(tmp_path, raw_status) -> None:
+    """With a screen (here SDL's offscreen one) the demo's kiosk is the Kivy touch screen."""
+    from thuvien.broker import free_port
+
+    port = free_port()
+    env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "SDL_AUDIODRIVER": "dummy",
+           "KIVY_NO_CONSOLELOG": "1", "KIVY_HOME": str(tmp_path / "kivy")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thuvien.cli", "demo", "--dir", str(tmp_path / "demo"),
+         "--broker", "mosquitto", "--port", str(port)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    try:
+        banner = _read_until(process, "Ctrl-C")
+        assert "CB-0001" in banner and "2468" in banner
+        status = raw_status(port, "thuvien/v1/thcs-demo/station/kiosk-1/status",
+                            lambda s: s.get("state") == "online" and s.get("devices", {}).get("scanner") == "ok")
+        assert status["kind"] == "kiosk"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
