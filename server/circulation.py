@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Row, Table, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 import protocol
 from protocol import ErrorCode, Op, default_message
 from server.calendar import LibraryCalendar, format_date
 from server.config import ServerConfig
+from server.fastsql import HeldConnection, Statement, insert_returning_key
 from server.models import (
     Copy,
     CopyStatus,
@@ -107,8 +109,10 @@ _COPY_STATUSES: dict[str, dict[str, str]] = {
 
 
 # --- statements, built once ---------------------------------------------------------
-# Core statements on the mapped tables with bound parameters: SQLAlchemy compiles each
-# once and caches it, and no ORM unit of work runs; this keeps a checkout near 1 ms.
+# Core statements on the mapped tables with bound parameters. Each Circulation compiles
+# them once for its engine's dialect and runs them straight on the DBAPI cursor of one
+# held connection (server/fastsql.py): SQLAlchemy writes the SQL and converts the
+# values, without its per-execution machinery, which cost more than the SQL itself.
 
 def _table(model: type[Any]) -> Table:
     return model.__table__  # type: ignore[no-any-return]
@@ -160,8 +164,13 @@ _STORED_REPLY = (select(_processed.c.reply, _processed.c.station, _processed.c.o
                  .where(_processed.c.request_id == bindparam("request_id")))
 
 _INSERT_LEDGER = insert(_ledger)
+_LEDGER_COLUMNS = ("request_id", "op", "copy_id", "reader_id", "station", "station_at",
+                   "server_at", "due_on", "days_late", "offline")
 _INSERT_LOAN = insert(_loans)
+_LOAN_COLUMNS = ("copy_id", "reader_id", "loaned_at", "due_on", "renewals", "long_loan",
+                 "checkout_seq")
 _INSERT_PROCESSED = insert(_processed)
+_PROCESSED_COLUMNS = ("request_id", "station", "op", "reply", "server_at")
 # Bound names differ from the column names: SQLAlchemy reserves those for SET clauses.
 _SET_COPY_STATUS = (update(_copies).where(_copies.c.id == bindparam("copy"))
                     .values(status=bindparam("new_status")))
@@ -169,6 +178,35 @@ _DELETE_LOAN = delete(_loans).where(_loans.c.id == bindparam("loan"))
 _RENEW_LOAN = (update(_loans).where(_loans.c.id == bindparam("loan"),
                                     _loans.c.renewals == bindparam("seen_renewals"))
                .values(due_on=bindparam("new_due"), renewals=bindparam("new_renewals")))
+
+
+class _Sql:
+    """The statements above, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        def compiled(statement: Any, columns: Sequence[str] | None = None) -> Statement:
+            return Statement(statement, dialect, column_keys=columns)
+
+        self.reader_by_card = compiled(_READER_BY_CARD)
+        self.reader_by_card_any_case = compiled(_READER_BY_CARD_ANY_CASE)
+        self.copy_by_code = compiled(_COPY_BY_CODE)
+        self.copy_by_code_any_case = compiled(_COPY_BY_CODE_ANY_CASE)
+        self.reader_loans = compiled(_READER_LOANS)
+        self.stored_reply = compiled(_STORED_REPLY)
+        # The new seq by RETURNING where SQLAlchemy would use it (PostgreSQL), else by
+        # the driver's lastrowid (SQLite).
+        self.insert_ledger = compiled(
+            _INSERT_LEDGER.returning(_ledger.c.seq) if insert_returning_key(dialect)
+            else _INSERT_LEDGER, _LEDGER_COLUMNS)
+        self.insert_loan = compiled(_INSERT_LOAN, _LOAN_COLUMNS)
+        self.insert_processed = compiled(_INSERT_PROCESSED, _PROCESSED_COLUMNS)
+        self.set_copy_status = compiled(_SET_COPY_STATUS)
+        self.delete_loan = compiled(_DELETE_LOAN)
+        self.renew_loan = compiled(_RENEW_LOAN)
+
+
+Db = Any  # a DBAPI cursor inside HeldConnection.transaction(), or a SQLAlchemy Connection
+Row = Any  # a named tuple from Statement.all()
 
 
 class _Refused(Exception):
@@ -186,7 +224,7 @@ class _Conflict(_Refused):
 
 @dataclass(slots=True)
 class _Call:
-    db: Connection
+    db: Db
     request: protocol.Request
     station: str
     now: dt.datetime
@@ -197,9 +235,12 @@ class _Call:
 class Circulation:
     def __init__(self, sessions: sessionmaker[Session], config: ServerConfig,
                  clock: Callable[[], dt.datetime] = utc_now) -> None:
-        # Core connections, not ORM sessions: every statement here is prebuilt SQL, and a
-        # Session per request costs more than the SQL itself (bench/README.md).
+        # No ORM session, no pool check-out and no SQLAlchemy execution machinery per
+        # request: one held connection, one transaction per request, the statements
+        # above precompiled (server/fastsql.py).
         self._engine: Engine = sessions.kw["bind"]
+        self._db = HeldConnection(self._engine)
+        self._sql = _Sql(self._engine.dialect)
         self.config = config
         self.calendar = LibraryCalendar(config.calendar)
         self._clock = clock
@@ -220,7 +261,17 @@ class Circulation:
                station: str) -> tuple[protocol.Reply, list[protocol.LedgerEntry]]:
         """Answer `request`; the ledger entries returned are committed, ready to publish."""
         try:
-            return self._handle(request, station)
+            try:
+                return self._handle(request, station)
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                # The database connection died (a PostgreSQL restart, say) and was dropped:
+                # once more on a new one. Safe with the idempotency record: had the lost
+                # COMMIT gone through, this second run finds its reply stored.
+                log.warning("request %s: the database connection was lost (%s); retrying",
+                            request.id, error.orig)
+                return self._handle(request, station)
         except Exception:
             log.exception("request %s (%s) from station %s failed", request.id,
                           request.op.value, station)
@@ -236,7 +287,7 @@ class Circulation:
                 station: str) -> tuple[protocol.Reply, list[protocol.LedgerEntry]]:
         now = self._clock()
         try:
-            with self._engine.begin() as db:
+            with self._db.transaction() as db:
                 stored = self._stored_reply(db, request, station)
                 if stored is not None:
                     return stored, []
@@ -307,7 +358,7 @@ class Circulation:
         seq = self._append_ledger(call, LedgerOp.CHECKOUT, copy, reader.id,
                                   (reader.code, reader.kind, reader.class_name), due=due)
         try:
-            call.db.execute(_INSERT_LOAN, {
+            self._sql.insert_loan.execute(call.db, {
                 "copy_id": copy.id, "reader_id": reader.id, "loaned_at": call.now,
                 "due_on": due, "renewals": 0, "long_loan": policy.long_loan,
                 "checkout_seq": seq})
@@ -328,8 +379,8 @@ class Circulation:
         self._append_ledger(call, LedgerOp.RETURN, copy, copy.reader_id,
                             (copy.borrower_code, copy.borrower_kind, copy.borrower_class),
                             days_late=days_late)
-        deleted = call.db.execute(_DELETE_LOAN, {"loan": copy.loan_id})
-        if deleted.rowcount != 1:  # type: ignore[attr-defined]
+        deleted = self._sql.delete_loan.execute(call.db, {"loan": copy.loan_id})
+        if deleted.rowcount != 1:
             # Returned at another station in the meantime (possible on PostgreSQL).
             raise _Conflict(ErrorCode.ITEM_NOT_ON_LOAN,
                             default_message(ErrorCode.ITEM_NOT_ON_LOAN, self._language))
@@ -365,10 +416,10 @@ class Circulation:
                             (reader.code, reader.kind, reader.class_name), due=due)
         # The renewal count in the WHERE makes a concurrent renewal of the same loan
         # fail here instead of both being granted.
-        changed = call.db.execute(_RENEW_LOAN, {
+        changed = self._sql.renew_loan.execute(call.db, {
             "loan": copy.loan_id, "seen_renewals": copy.renewals, "new_due": due,
             "new_renewals": copy.renewals + 1})
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
+        if changed.rowcount != 1:
             raise RuntimeError(f"loan {copy.loan_id} changed during its renewal; retry")
         return protocol.RenewResult(item=copy.accession_number, due=due, title=copy.title)
 
@@ -379,7 +430,7 @@ class Circulation:
 
     # --- rules ----------------------------------------------------------------------
 
-    def _blocks(self, reader: Row[Any], loans: Sequence[Row[Any]],
+    def _blocks(self, reader: Row, loans: Sequence[Row],
                 today: dt.date) -> list[tuple[str, str]]:
         """Why this reader may not borrow: (code, message) pairs, most serious first."""
         blocks: list[tuple[str, str]] = []
@@ -400,13 +451,13 @@ class Circulation:
                     break
         return blocks
 
-    def _refuse_if_blocked(self, reader: Row[Any], loans: Sequence[Row[Any]],
+    def _refuse_if_blocked(self, reader: Row, loans: Sequence[Row],
                            today: dt.date) -> None:
         blocks = self._blocks(reader, loans, today)
         if blocks:
             raise _Refused(ErrorCode.PATRON_BLOCKED, blocks[0][1])
 
-    def _can_borrow(self, reader_kind: str, loans: Sequence[Row[Any]]) -> int:
+    def _can_borrow(self, reader_kind: str, loans: Sequence[Row]) -> int:
         total = self._rules.max_loans.get(reader_kind)
         if total is not None:
             return max(0, total - sum(1 for loan in loans if not loan.long_loan))
@@ -415,7 +466,7 @@ class Circulation:
                    for (rk, kind), rule in self._policies.items()
                    if rk == reader_kind and not rule.long_loan)
 
-    def _refuse_unavailable(self, copy: Row[Any]) -> NoReturn:
+    def _refuse_unavailable(self, copy: Row) -> NoReturn:
         if copy.status == CopyStatus.ON_LOAN:
             # The loans table is the truth; a status without a loan is worth a look.
             log.warning("copy %s is marked on_loan but has no current loan",
@@ -428,41 +479,40 @@ class Circulation:
 
     # --- data -----------------------------------------------------------------------
 
-    def _reader(self, db: Connection, card: str) -> Row[Any]:
+    def _reader(self, db: Db, card: str) -> Row:
         key = card.strip()
         upper = key.upper()
         params = {"key": key, "upper": upper}
-        rows = db.execute(_READER_BY_CARD, params).all() \
-            or db.execute(_READER_BY_CARD_ANY_CASE, params).all()
+        rows = self._sql.reader_by_card.all(db, params) \
+            or self._sql.reader_by_card_any_case.all(db, params)
         if not rows:
             self._refuse(ErrorCode.UNKNOWN_PATRON, "unknown_patron", card=key)
         # A card number equal to another reader's MOET id: the card's own code wins.
         return min(rows, key=lambda row: (row.code.upper() != upper, row.moet_id != key))
 
-    def _copy(self, db: Connection, item: str) -> Row[Any]:
+    def _copy(self, db: Db, item: str) -> Row:
         key = item.strip()
         upper = key.upper()
         params = {"key": key, "upper": upper}
-        rows = db.execute(_COPY_BY_CODE, params).all() \
-            or db.execute(_COPY_BY_CODE_ANY_CASE, params).all()
+        rows = self._sql.copy_by_code.all(db, params) \
+            or self._sql.copy_by_code_any_case.all(db, params)
         if not rows:
             self._refuse(ErrorCode.UNKNOWN_ITEM, "unknown_item", item=key)
         return min(rows, key=lambda row: ((row.barcode or "").upper() != upper,
                                           row.accession_number.upper() != upper))
 
-    def _reader_loans(self, db: Connection, reader_id: int) -> Sequence[Row[Any]]:
-        return db.execute(_READER_LOANS, {"reader_id": reader_id}).all()
+    def _reader_loans(self, db: Db, reader_id: int) -> Sequence[Row]:
+        return self._sql.reader_loans.all(db, {"reader_id": reader_id})
 
-    def _append_ledger(self, call: _Call, op: LedgerOp, copy: Row[Any], reader_id: int,
+    def _append_ledger(self, call: _Call, op: LedgerOp, copy: Row, reader_id: int,
                        patron: tuple[str, str, str | None], due: dt.date | None = None,
                        days_late: int | None = None) -> int:
         request = call.request
-        result = call.db.execute(_INSERT_LEDGER, {
+        seq = self._sql.insert_ledger.inserted_key(call.db, {
             "request_id": request.id, "op": op.value, "copy_id": copy.id,
             "reader_id": reader_id, "station": call.station, "station_at": request.at,
             "server_at": call.now, "due_on": due, "days_late": days_late,
             "offline": request.offline})
-        seq = int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
         zone = self.calendar.zone
         call.entries.append(protocol.LedgerEntry(
             seq=seq, id=request.id, op=op.value, item=copy.accession_number, title=copy.title,
@@ -472,15 +522,14 @@ class Circulation:
             offline=request.offline))
         return seq
 
-    @staticmethod
-    def _set_copy_status(db: Connection, copy_id: int, status: CopyStatus) -> None:
-        db.execute(_SET_COPY_STATUS, {"copy": copy_id, "new_status": status.value})
+    def _set_copy_status(self, db: Db, copy_id: int, status: CopyStatus) -> None:
+        self._sql.set_copy_status.execute(db, {"copy": copy_id, "new_status": status.value})
 
     # --- the idempotency record -----------------------------------------------------
 
-    def _stored_reply(self, db: Connection, request: protocol.Request,
+    def _stored_reply(self, db: Db, request: protocol.Request,
                       station: str) -> protocol.Reply | None:
-        row = db.execute(_STORED_REPLY, {"request_id": request.id}).first()
+        row = self._sql.stored_reply.first(db, {"request_id": request.id})
         if row is None:
             return None
         if row.station != station or row.op != request.op.value:
@@ -492,13 +541,12 @@ class Circulation:
 
     def _read_stored_reply(self, request: protocol.Request,
                            station: str) -> protocol.Reply | None:
-        with self._engine.begin() as db:
+        with self._db.transaction() as db:
             return self._stored_reply(db, request, station)
 
-    @staticmethod
-    def _store_reply(db: Connection, request: protocol.Request, station: str,
+    def _store_reply(self, db: Db, request: protocol.Request, station: str,
                      now: dt.datetime, reply: protocol.Reply) -> None:
-        db.execute(_INSERT_PROCESSED, {
+        self._sql.insert_processed.execute(db, {
             "request_id": request.id, "station": station, "op": request.op.value,
             "reply": reply.model_dump(mode="json"), "server_at": now})
 
@@ -506,7 +554,7 @@ class Circulation:
                      reply: protocol.Reply) -> protocol.Reply:
         """Store `reply` in a transaction of its own, after the first one rolled back."""
         try:
-            with self._engine.begin() as db:
+            with self._db.transaction() as db:
                 stored = self._stored_reply(db, request, station)
                 if stored is not None:
                     return stored

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -31,13 +31,24 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL") -> Engine:
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
+    begin = begin_statement(engine.dialect)
+
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:  # type: ignore[no-untyped-def]
-        # IMMEDIATE takes the write lock up front: two servers (or a CLI import) racing
-        # on one file wait for each other instead of failing half-way with SQLITE_BUSY.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
     return engine
+
+
+def begin_statement(dialect: Dialect) -> str | None:
+    """The SQL that opens a transaction on `dialect`, or None where the driver does.
+
+    On SQLite, IMMEDIATE takes the write lock up front: two servers (or a CLI import)
+    racing on one file wait for each other instead of failing half-way with
+    SQLITE_BUSY. The engine's "begin" event above and `server.fastsql.HeldConnection`
+    both use it. psycopg opens a transaction itself at the first statement.
+    """
+    return "BEGIN IMMEDIATE" if dialect.name == "sqlite" else None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
