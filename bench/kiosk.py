@@ -604,7 +604,8 @@ class KioskProcess:
 
     def report(self) -> dict[str, Any]:
         if not self.report_path.exists():
-            raise RuntimeError(f"the kiosk wrote no report (exit {self.process.returncode})\n{self.log_tail()}")
+            raise RuntimeError(f"the kiosk wrote no report (exit {self.process.returncode})\n"
+                               f"{self.log_tail()}")
         return json.loads(self.report_path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
     def failure(self) -> str:
@@ -758,8 +759,8 @@ def _moment(row: dict[str, Any], name: str) -> float | None:
 
 
 def build_report(args: argparse.Namespace, kiosk_report: dict[str, Any], idle: dict[str, Any],
-                 busy: dict[str, Any], rss_after_start: dict[str, float], library: Any, broker_info: dict[str, Any],
-                 durations: dict[str, float]) -> dict[str, Any]:
+                 busy: dict[str, Any], rss_after_start: dict[str, float], library: Any,
+                 broker_info: dict[str, Any], durations: dict[str, float]) -> dict[str, Any]:
     rows = kiosk_report.get("scans", [])
     errors: dict[str, int] = {}
     for row in rows:
