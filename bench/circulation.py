@@ -847,6 +847,15 @@ def main(argv: list[str] | None = None) -> int:
     # default 5 ms GIL switch interval a station's thread waits for the others' turns, and
     # that wait would be counted as the server's latency.
     sys.setswitchinterval(0.0005)
+    return run_and_print(run, args)
+
+
+def run_and_print(run: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> int:
+    """Every benchmark's ending: run it, print its JSON (and `--json-out`), exit code.
+
+    0 when every request was answered, 1 when some were not, 2 when it could not run,
+    130 on Ctrl-C or SIGTERM (everything is stopped first).
+    """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -858,8 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError) as exc:  # BrokerError is a RuntimeError
         _say(f"failed: {exc}")
         return 2
-    text = json.dumps(result, ensure_ascii=False)
-    print(text, flush=True)
+    print(json.dumps(result, ensure_ascii=False), flush=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
                                        encoding="utf-8")

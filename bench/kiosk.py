@@ -60,10 +60,11 @@ if str(ROOT) not in sys.path:
 from bench.circulation import (  # noqa: E402
     Probe,
     ServerProcess,
-    _terminate_as_interrupt,
+    _say,
     cpu_seconds,
     mosquitto_version,
     prepare_library,
+    run_and_print,
     summary_ms,
 )
 
@@ -89,10 +90,6 @@ KINDS = tuple(EXPECTED)
 # that SessionEnded is not the answer).
 ANSWERS = {"PatronIdentified", "PatronRefused", "ItemBorrowed", "ItemRefused", "ItemReturned",
            "ReturnRefused", "NeedCard", "Unreadable", "ServerUnreachable"}
-
-
-def _say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # --- the plan: who scans what, cycle by cycle --------------------------------------------
@@ -955,22 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path("/proc/self/status").exists():
         raise SystemExit("bench: the kiosk's CPU and RSS are read from /proc: Linux only")
     args.loadavg_at_start = [round(x, 2) for x in os.getloadavg()]
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        with _terminate_as_interrupt():
-            result = run(args)
-    except KeyboardInterrupt:
-        _say("interrupted; everything stopped")
-        return 130
-    except (RuntimeError, OSError) as exc:  # BrokerError is a RuntimeError
-        _say(f"failed: {exc}")
-        return 2
-    print(json.dumps(result, ensure_ascii=False), flush=True)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
-                                       encoding="utf-8")
-    return 0 if result["errors"] == 0 else 1
+    return run_and_print(run, args)
 
 
 if __name__ == "__main__":
