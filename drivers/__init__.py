@@ -3,12 +3,18 @@
 Drivers import the hardware libraries and nothing of ours but `drivers.base`.
 """
 
+from typing import Any
+
 from drivers.base import (
     SCANNERS,
     DeviceState,
+    DeviceUnavailable,
+    DriverConfig,
+    MultiScanner,
     Read,
+    ReconnectingScanner,
+    Registry,
     Scanner,
-    ScannerConfig,
     SimulatedScanner,
     SimulatedScannerConfig,
     StdinScanner,
@@ -20,7 +26,12 @@ from drivers.base import (
 __all__ = [
     "SCANNERS",
     "DeviceState",
+    "DeviceUnavailable",
+    "DriverConfig",
+    "MultiScanner",
     "Read",
+    "ReconnectingScanner",
+    "Registry",
     "Scanner",
     "ScannerConfig",
     "SimulatedScanner",
@@ -30,3 +41,10 @@ __all__ = [
     "create_scanner",
     "register",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use: it imports every scanner driver module (see `drivers.base`).
+    if name == "ScannerConfig":
+        return SCANNERS.config_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

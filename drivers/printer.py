@@ -64,7 +64,9 @@ from escpos.constants import CODEPAGE_CHANGE  # noqa: E402
 from escpos.escpos import Escpos  # noqa: E402
 from escpos.printer import Dummy, File, Network, Serial, Usb  # noqa: E402
 from PIL import Image  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator  # noqa: E402
+
+from drivers.base import Registry  # noqa: E402
 
 # escpos.capabilities calls logging.basicConfig() on import, which would leave the
 # station's own logging setup (done later, in main) without effect.
@@ -198,25 +200,6 @@ class SimulatedPrinterConfig(_PrinterConfig):
     state: PrinterState = "ok"
 
 
-_PRINTER_TYPES = ("usb", "serial", "network", "file", "simulated")
-
-
-def _printer_type(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("type")
-    return getattr(value, "type", None)
-
-
-PrinterConfig = Annotated[
-    Annotated[UsbPrinterConfig, Tag("usb")]
-    | Annotated[SerialPrinterConfig, Tag("serial")]
-    | Annotated[NetworkPrinterConfig, Tag("network")]
-    | Annotated[FilePrinterConfig, Tag("file")]
-    | Annotated[SimulatedPrinterConfig, Tag("simulated")],
-    Discriminator(_printer_type,
-                  custom_error_type="printer_type",
-                  custom_error_message="unknown printer type; expected one of: " + ", ".join(_PRINTER_TYPES)),
-]
 AnyPrinterConfig = (UsbPrinterConfig | SerialPrinterConfig | NetworkPrinterConfig | FilePrinterConfig
                     | SimulatedPrinterConfig)
 
@@ -455,18 +438,21 @@ class ReceiptPrinter(abc.ABC):
             log.info("printer %s: closing: %s", self.name, exc)
 
 
-PRINTERS: dict[str, type[ReceiptPrinter]] = {}
-
-
-def register(cls: type[ReceiptPrinter]) -> type[ReceiptPrinter]:
-    if cls.type_key in PRINTERS:
-        raise ValueError(f"two printer drivers claim type {cls.type_key!r}")
-    PRINTERS[cls.type_key] = cls
-    return cls
+# Every printer driver is in this module: nothing to import lazily.
+PRINTERS: Registry[ReceiptPrinter] = Registry("printer")
+register = PRINTERS.register
 
 
 def create_printer(config: AnyPrinterConfig) -> ReceiptPrinter:
-    return PRINTERS[config.type].from_config(config)
+    return PRINTERS.create(config)
+
+
+def __getattr__(name: str) -> Any:
+    # `PrinterConfig`, the `[devices.printer]` table's type: every registered driver's
+    # config picked by `type`, built once the drivers below have registered.
+    if name == "PrinterConfig":
+        return PRINTERS.config_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- drivers -------------------------------------------------------------------------

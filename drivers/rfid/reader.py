@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import importlib
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Annotated, Any, ClassVar, Union
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.base import DeviceState
+from drivers.base import DeviceState, Registry
 from drivers.rfid.transport import Transport, TransportError
 
 log = logging.getLogger("thuvien.drivers.rfid")
@@ -302,6 +300,8 @@ class SerialRfidReader(RfidReader):
         self._clock = clock
         self._lock = threading.RLock()
         self._state: DeviceState = "absent"
+        # Why the reader is at fault, for the station's device.fault event and the doctor.
+        self.last_error = ""
         self._wanted = False             # between open() and close()
         self._next_attempt = 0.0
         self._backoff = config.reconnect_initial
@@ -359,11 +359,13 @@ class SerialRfidReader(RfidReader):
         if self._state != "fault":  # one log line per fault, not one per retry
             log.error("reader %s: fault: %s", self.name, why)
         self._state = "fault"
+        self.last_error = why
 
     def _healthy(self) -> None:
         if self._state == "fault":
             log.info("reader %s: ok again", self.name)
         self._state = "ok"
+        self.last_error = ""
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[Transport]:
@@ -394,48 +396,23 @@ class SerialRfidReader(RfidReader):
 
 # --- registry -------------------------------------------------------------------------------
 
-RFID_READERS: dict[str, type[RfidReader]] = {}
-
-# Imported by `create_reader` and `reader_config_type`, so each registers itself.
+# Imported when the registry is first looked at, so each registers itself; the order is
+# the order of the types in error messages.
 BUILTIN_DRIVERS = ("drivers.rfid.feig", "drivers.rfid.lineproto", "drivers.rfid.simulated")
 
-
-def register_reader(cls: type[RfidReader]) -> type[RfidReader]:
-    if cls.type_key in RFID_READERS:
-        raise ValueError(f"two RFID reader drivers claim type {cls.type_key!r}")
-    RFID_READERS[cls.type_key] = cls
-    return cls
+RFID_READERS: Registry[RfidReader] = Registry("RFID reader", builtin=BUILTIN_DRIVERS)
+register_reader = RFID_READERS.register
+load_builtin_drivers = RFID_READERS.load_builtins
 
 
-def load_builtin_drivers() -> None:
-    for module in BUILTIN_DRIVERS:
-        importlib.import_module(module)
-
-
-def _reader_type(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("type")
-    return getattr(value, "type", None)
-
-
-@cache
 def reader_config_type() -> Any:
     """The `[devices.rfid]` table's type: each registered driver's config, picked by `type`."""
-    load_builtin_drivers()
-    keys = sorted(RFID_READERS)
-    members = tuple(Annotated[RFID_READERS[key].config_model, Tag(key)] for key in keys)
-    return Annotated[Union[members],  # noqa: UP007 - a runtime tuple of members
-                     Discriminator(_reader_type, custom_error_type="rfid_reader_type",
-                                   custom_error_message="unknown RFID reader type; expected one "
-                                                        "of: " + ", ".join(keys))]
+    return RFID_READERS.config_type()
 
 
 def parse_reader_config(data: Any) -> ReaderConfigBase:
-    return TypeAdapter(reader_config_type()).validate_python(data)
+    return RFID_READERS.parse(data)  # type: ignore[no-any-return]
 
 
 def create_reader(config: ReaderConfigBase) -> RfidReader:
-    load_builtin_drivers()
-    kind: str = getattr(config, "type")
-    return RFID_READERS[kind].from_config(config)
-
+    return RFID_READERS.create(config)

@@ -232,6 +232,9 @@ class SimulatedReaderConfig(ReaderConfigBase):
     plugged: bool = True
     retries: int = Field(default=2, ge=0, le=10)
     tags: list[SimulatedTagConfig] = Field(default_factory=list)
+    # A Unix socket where `thuvien sim` lays tags on this pad (drivers/rfid/padcontrol.py):
+    # how the demo walks a book through a simulated gate.
+    control: str | None = None
 
 
 _FAULT_ERRORS: dict[Fault, Callable[[str], RfidError]] = {
@@ -267,15 +270,27 @@ class SimulatedRfidReader(RfidReader):
     def from_config(cls, config: SimulatedReaderConfig) -> SimulatedRfidReader:
         pad = SimulatedPad(tag.tag() for tag in config.tags)
         pad.plugged = config.plugged
-        return cls(pad, name=config.name, retries=config.retries,
-                   afi_write_attempts=config.afi_write_attempts,
-                   max_blocks_per_read=config.max_blocks_per_read)
+        reader = cls(pad, name=config.name, retries=config.retries,
+                     afi_write_attempts=config.afi_write_attempts,
+                     max_blocks_per_read=config.max_blocks_per_read)
+        reader.control_path = config.control
+        return reader
+
+    control_path: str | None = None
+    _control: object | None = None
 
     def open(self) -> None:
         self._open = True
+        if self.control_path and self._control is None:
+            from drivers.rfid.padcontrol import PadControlServer  # it imports this module
+
+            self._control = PadControlServer(self.pad, self.control_path)
 
     def close(self) -> None:
         self._open = False
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()  # type: ignore[attr-defined]
 
     @property
     def state(self) -> DeviceState:
