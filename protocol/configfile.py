@@ -11,7 +11,7 @@ import re
 import tomllib
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -132,6 +132,22 @@ class MqttConfig(BaseModel):
     password_file: str | None = None
     client_id: str | None = None
     keepalive: int = Field(default=30, ge=5, le=3600)
+    # TLS to the broker's 8883 listener, trusting the school's own CA (docs/security.md).
+    tls: bool = False
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_needs_a_ca(self) -> MqttConfig:
+        if self.tls and not self.ca_file:
+            raise ValueError("tls = true needs ca_file (the school's CA certificate)")
+        return self
+
+    def apply_tls(self, client: Any) -> None:
+        """Turn TLS on for a paho client when this config asks for it."""
+        if self.tls:
+            import os
+
+            client.tls_set(ca_certs=os.path.expandvars(self.ca_file or ""))
 
     def password(self) -> str | None:
         import os

@@ -42,6 +42,7 @@ class Op(StrEnum):
     LOAN_RETURN = "loan.return"
     LOAN_RENEW = "loan.renew"
     ITEM_INFO = "item.info"
+    GATE_SYNC = "gate.sync"
 
 
 # --- request arguments -------------------------------------------------------------
@@ -69,7 +70,11 @@ class ItemInfoArgs(_Model):
     item: Code
 
 
-Args = IdentifyArgs | CheckoutArgs | ReturnArgs | RenewArgs | ItemInfoArgs
+class GateSyncArgs(_Model):
+    """A gate asks which items are on loan now (addition to v1, for its local set)."""
+
+
+Args = IdentifyArgs | CheckoutArgs | ReturnArgs | RenewArgs | ItemInfoArgs | GateSyncArgs
 
 ARGS_BY_OP: dict[Op, type[_Model]] = {
     Op.PATRON_IDENTIFY: IdentifyArgs,
@@ -77,6 +82,7 @@ ARGS_BY_OP: dict[Op, type[_Model]] = {
     Op.LOAN_RETURN: ReturnArgs,
     Op.LOAN_RENEW: RenewArgs,
     Op.ITEM_INFO: ItemInfoArgs,
+    Op.GATE_SYNC: GateSyncArgs,
 }
 
 
@@ -157,12 +163,20 @@ class ItemInfoResult(_Model):
     due: dt.date | None = None
 
 
+class GateSyncResult(_Model):
+    # Every item on loan (its barcode / ĐKCB) and the ledger's last `seq` at that moment:
+    # the gate then applies ledger entries with a greater seq to keep the set current.
+    items: list[str]
+    seq: int = Field(ge=0)
+
+
 RESULT_BY_OP: dict[Op, type[_Model]] = {
     Op.PATRON_IDENTIFY: IdentifyResult,
     Op.LOAN_CHECKOUT: CheckoutResult,
     Op.LOAN_RETURN: ReturnResult,
     Op.LOAN_RENEW: RenewResult,
     Op.ITEM_INFO: ItemInfoResult,
+    Op.GATE_SYNC: GateSyncResult,
 }
 
 
@@ -232,6 +246,50 @@ class Event(_Model):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+# --- event data (additions to v1: what each event type carries in `data`) ------------
+
+class GateAlarmData(_Model):
+    # Why the gate sounded: the tag's AFI says "in stock", the item is not in the gate's
+    # on-loan set, or a library tag whose data could not be read.
+    reason: Literal["afi", "not_on_loan", "unreadable"]
+    item: str | None = None   # the item id from the tag, when it could be read
+    uid: str | None = None    # the RFID tag's UID
+    afi: int | None = Field(default=None, ge=0, le=255)
+
+
+class GateVisitorsData(_Model):
+    # People counted by the gate's counter input between `since` and the event's `at`.
+    count: int = Field(ge=0)
+    since: AwareDatetime
+
+
+class ReturnboxFullData(_Model):
+    full: bool  # true: the bin is full, false: it was emptied
+
+
+class ReturnboxUnreturnedData(_Model):
+    # A book dropped in the chute that could not be returned: it is in the bin, unreturned.
+    item: str
+    code: str       # the protocol error code, or a station-side one (unreadable, offline)
+    message: str = ""
+
+
+class DeviceEventData(_Model):
+    device: str                       # the device's key in the status's `devices`
+    state: DeviceState
+    detail: str = ""                  # what went wrong, in English, for the staff
+
+
+EVENT_DATA_BY_TYPE: dict[str, type[_Model]] = {
+    "gate.alarm": GateAlarmData,
+    "gate.visitors": GateVisitorsData,
+    "returnbox.full": ReturnboxFullData,
+    "returnbox.unreturned": ReturnboxUnreturnedData,
+    "device.fault": DeviceEventData,
+    "device.ok": DeviceEventData,
+}
+
+
 class Command(_Model):
     v: Literal[1] = 1
     id: RequestId
@@ -257,6 +315,13 @@ class LedgerEntry(_Model):
     due: dt.date | None = None
     days_late: int | None = None
     offline: bool = False
+    # Addition to v1: the copy's other codes a station may read (its barcode, the item id
+    # on its RFID tag), so a gate's on-loan set follows the copy whatever its tag says.
+    codes: list[str] = Field(default_factory=list)
+    # Addition to v1: set on an offline request's entry when the replay conflicted (the
+    # copy was lent to someone else meanwhile, the reader became blocked, ...); the
+    # entry records what the station did, and an alert of type `offline.conflict` follows.
+    conflict: str | None = None
 
 
 class Alert(_Model):

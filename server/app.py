@@ -13,6 +13,7 @@ from server import db
 from server.circulation import Circulation
 from server.config import ServerConfig
 from server.service import LibraryService
+from server.web.run import WebHandle, start_web
 
 log = logging.getLogger("thuvien.server")
 
@@ -26,8 +27,11 @@ class RunningServer:
     config: ServerConfig
     engine: Engine
     service: LibraryService
+    web: WebHandle | None = None
 
     def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
         self.service.stop()
         self.engine.dispose()
 
@@ -46,7 +50,17 @@ def start_server(config: ServerConfig, *, wait: float = 10.0,
     circulation = Circulation(db.session_factory(engine), config, **kwargs)
     service = LibraryService(config, circulation)
     service.start(wait=wait)
-    return RunningServer(config=config, engine=engine, service=service)
+    web = None
+    if config.web.enabled:
+        # The staff pages and the public catalogue, in this process: one program on a Pi.
+        try:
+            web = start_web(config, engine, mqtt=config.mqtt,
+                            **({"clock": clock} if clock is not None else {}))
+        except Exception:
+            service.stop()
+            engine.dispose()
+            raise
+    return RunningServer(config=config, engine=engine, service=service, web=web)
 
 
 def run_server(config: ServerConfig, stop: threading.Event) -> None:

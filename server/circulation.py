@@ -5,18 +5,38 @@
 together or not at all. Rule refusals are answers too and are stored like successes, so
 a station replaying an id always hears what it heard the first time; only `internal`
 errors are not stored, so that a retry can still succeed.
+
+An offline request (`offline: true`, replayed from a station's outbox) already happened
+at the station: it is applied at the station's time (`at`), and where the world changed
+meanwhile the rules below (`Conflict`) decide, each conflict marked on its ledger entry
+and raised as an `offline.conflict` alert in the same transaction (docs/protocol.md,
+"Offline replays").
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Sequence
+import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, NoReturn
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +46,7 @@ from protocol import ErrorCode, Op, default_message
 from server.calendar import LibraryCalendar, format_date
 from server.config import ServerConfig
 from server.fastsql import HeldConnection, Statement, insert_returning_key
+from server.models import Alert as AlertRow
 from server.models import (
     Copy,
     CopyStatus,
@@ -44,6 +65,43 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class Conflict(StrEnum):
+    """Why an offline request, replayed, did not fit the world it found.
+
+    The value is stored in `ledger_entries.conflict`, published on the ledger entry and
+    in the `offline.conflict` alert's data.
+    """
+
+    # loan.checkout of a copy now on loan to another reader: recorded, loans unchanged.
+    ON_LOAN_TO_OTHER = "on_loan_to_other"
+    # loan.checkout by a reader blocked (or inactive, or overdue) by then: applied.
+    READER_BLOCKED = "reader_blocked"
+    # loan.checkout over the reader's limits: applied (the book is gone with them).
+    LIMIT_REACHED = "limit_reached"
+    # loan.checkout of a copy that may not be lent (reference, lost, no policy): recorded,
+    # loans unchanged.
+    NOT_LOANABLE = "not_loanable"
+    # loan.return of a copy not on loan: recorded against its last borrower, loans unchanged.
+    NOT_ON_LOAN = "not_on_loan"
+    # loan.return made before the copy's current loan began: that loan stays.
+    LENT_AGAIN = "lent_again"
+    # An item or a reader the library does not know: no ledger entry can name them.
+    UNKNOWN_ITEM = "unknown_item"
+    UNKNOWN_PATRON = "unknown_patron"
+    # Any other refusal of an offline change (a renewal past its limit, ...).
+    REFUSED = "refused"
+
+
+# Entries with these marks changed no loan: a follower of the ledger (a gate's on-loan
+# set) must not apply them.
+NOT_APPLIED: frozenset[Conflict] = frozenset({
+    Conflict.ON_LOAN_TO_OTHER, Conflict.NOT_LOANABLE, Conflict.NOT_ON_LOAN,
+    Conflict.LENT_AGAIN})
+# The operations that change loans; the others are reads, answered alike online or offline.
+_CHANGES = frozenset({Op.LOAN_CHECKOUT, Op.LOAN_RETURN, Op.LOAN_RENEW})
+OFFLINE_CONFLICT = "offline.conflict"
 
 
 # --- messages for people ----------------------------------------------------------
@@ -68,6 +126,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "renew_limit": "Sách này đã được gia hạn {count} lần, không thể gia hạn thêm. "
                        "Hạn trả: {due}.",
         "no_renewals": "Sách loại này không được gia hạn. Hạn trả: {due}.",
+        "lent_again": "Sách {item} đã được cho mượn lại sau lúc trả {at}: "
+                      "lượt mượn hiện tại được giữ nguyên.",
     },
     "en": {
         "unknown_patron": "No library card has the code {card}.",
@@ -88,7 +148,72 @@ _TEXTS: dict[str, dict[str, str]] = {
         "renew_limit": "This book has been renewed {count} times and cannot be renewed again. "
                        "Due: {due}.",
         "no_renewals": "Books of this kind cannot be renewed. Due: {due}.",
+        "lent_again": "The book {item} was lent again after this return at {at}: "
+                      "its current loan stays.",
     },
+}
+
+# The librarian's sentence for each conflict. {where}: the station and its time.
+_CONFLICT_TEXTS: dict[str, dict[Conflict, str]] = {
+    "vi": {
+        Conflict.ON_LOAN_TO_OTHER: "{where}: đã cho {patron} mượn «{title}» ({item}), nhưng "
+                                   "sách đang được {other} mượn. Chưa ghi nhận lượt mượn này; "
+                                   "vui lòng kiểm tra.",
+        Conflict.READER_BLOCKED: "{where}: đã cho {patron} mượn «{title}» ({item}) dù bạn đọc "
+                                 "không được mượn ({reason}). Lượt mượn đã được ghi nhận.",
+        Conflict.LIMIT_REACHED: "{where}: đã cho {patron} mượn «{title}» ({item}) vượt số "
+                                "sách được mượn ({reason}). Lượt mượn đã được ghi nhận.",
+        Conflict.NOT_LOANABLE: "{where}: đã cho {patron} mượn «{title}» ({item}), nhưng sách "
+                               "này không được cho mượn ({reason}). Chưa ghi nhận lượt mượn; "
+                               "vui lòng kiểm tra.",
+        Conflict.NOT_ON_LOAN: "{where}: đã nhận trả «{title}» ({item}), nhưng sách không "
+                              "đang được cho mượn{last_part}. Không thay đổi gì.",
+        Conflict.LENT_AGAIN: "{where}: đã nhận trả «{title}» ({item}) của {patron}, nhưng "
+                             "sau đó sách đã được cho {other} mượn. Lượt mượn hiện tại được "
+                             "giữ nguyên; vui lòng kiểm tra.",
+        Conflict.UNKNOWN_ITEM: "{where}: {action} sách mã {item} không có trong thư viện"
+                               "{patron_part}. Không ghi nhận được; vui lòng kiểm tra.",
+        Conflict.UNKNOWN_PATRON: "{where}: {action} với thẻ mã {patron} không có trong thư "
+                                 "viện (sách {item}). Không ghi nhận được; vui lòng kiểm tra.",
+        Conflict.REFUSED: "{where}: {action} sách {item}{patron_part} bị từ chối: {reason}",
+    },
+    "en": {
+        Conflict.ON_LOAN_TO_OTHER: "{where}: lent «{title}» ({item}) to {patron}, but it is "
+                                   "on loan to {other}. This loan was not recorded; please "
+                                   "check.",
+        Conflict.READER_BLOCKED: "{where}: lent «{title}» ({item}) to {patron} although the "
+                                 "reader may not borrow ({reason}). The loan was recorded.",
+        Conflict.LIMIT_REACHED: "{where}: lent «{title}» ({item}) to {patron} over their "
+                                "limit ({reason}). The loan was recorded.",
+        Conflict.NOT_LOANABLE: "{where}: lent «{title}» ({item}) to {patron}, but it may not "
+                               "be lent ({reason}). The loan was not recorded; please check.",
+        Conflict.NOT_ON_LOAN: "{where}: took back «{title}» ({item}), but it was not on "
+                              "loan{last_part}. Nothing changed.",
+        Conflict.LENT_AGAIN: "{where}: took back «{title}» ({item}) from {patron}, but it "
+                             "was lent to {other} after that. The current loan stays; please "
+                             "check.",
+        Conflict.UNKNOWN_ITEM: "{where}: {action} a book {item} that is not in the library"
+                               "{patron_part}. Nothing recorded; please check.",
+        Conflict.UNKNOWN_PATRON: "{where}: {action} with a card {patron} that is not in the "
+                                 "library (book {item}). Nothing recorded; please check.",
+        Conflict.REFUSED: "{where}: {action} of {item}{patron_part} was refused: {reason}",
+    },
+}
+_CONFLICT_WORDS: dict[str, dict[str, str]] = {
+    "vi": {"where": "Trạm {station} (ngoại tuyến, lúc {at})", "loan.checkout": "cho mượn",
+           "loan.return": "nhận trả", "loan.renew": "gia hạn",
+           "patron_part": " (bạn đọc {patron})", "last_part": " (người mượn gần nhất: {patron})",
+           "blocked": "thẻ bị khóa{reason}", "inactive": "thẻ không còn hiệu lực",
+           "overdue": "có sách quá hạn: {item}, hạn trả {due}",
+           "limit_kind": "tối đa {limit} cuốn {item_kind}",
+           "limit_total": "tối đa {limit} cuốn cùng lúc"},
+    "en": {"where": "Station {station} (offline, at {at})", "loan.checkout": "lent",
+           "loan.return": "took back", "loan.renew": "renewal",
+           "patron_part": " (reader {patron})", "last_part": " (last borrower: {patron})",
+           "blocked": "the card is blocked{reason}", "inactive": "the card is no longer active",
+           "overdue": "an overdue book: {item}, due {due}",
+           "limit_kind": "at most {limit} {item_kind}",
+           "limit_total": "at most {limit} books at once"},
 }
 _ITEM_KINDS: dict[str, dict[str, str]] = {
     "vi": {"GK": "sách giáo khoa", "TK": "sách tham khảo", "NV": "sách nghiệp vụ",
@@ -137,9 +262,10 @@ _COPY_COLUMNS = (
     select(_copies.c.id, _copies.c.accession_number, _copies.c.barcode,
            _copies.c.rfid_item_id, _copies.c.kind, _copies.c.status, _titles.c.title,
            _loans.c.id.label("loan_id"), _loans.c.reader_id, _loans.c.due_on,
-           _loans.c.renewals, _loans.c.long_loan, _readers.c.code.label("borrower_code"),
-           _readers.c.kind.label("borrower_kind"),
-           _readers.c.class_name.label("borrower_class"))
+           _loans.c.renewals, _loans.c.long_loan, _loans.c.loaned_at, _loans.c.checkout_seq,
+           _readers.c.code.label("borrower_code"), _readers.c.kind.label("borrower_kind"),
+           _readers.c.class_name.label("borrower_class"),
+           _readers.c.name.label("borrower_name"))
     .join(_titles, _titles.c.id == _copies.c.title_id)
     .outerjoin(_loans, _loans.c.copy_id == _copies.c.id)
     .outerjoin(_readers, _readers.c.id == _loans.c.reader_id))
@@ -160,17 +286,48 @@ _READER_LOANS = (select(_copies.c.accession_number, _copies.c.kind, _titles.c.ti
                  .where(_loans.c.reader_id == bindparam("reader_id"))
                  .order_by(_loans.c.due_on, _copies.c.accession_number))
 
-_STORED_REPLY = (select(_processed.c.reply, _processed.c.station, _processed.c.op)
+# gate.sync in ONE statement: on PostgreSQL (read committed) each statement of a
+# transaction sees its own snapshot, so the loans and the last seq read apart could
+# disagree. The one-row `last_entry` left-joined to the loans still answers with no loans.
+_LAST_SEQ = (select(func.coalesce(func.max(_ledger.c.seq), 0).label("seq"))
+             .subquery("last_entry"))
+_ON_LOAN = (select(_copies.c.accession_number, _copies.c.barcode, _copies.c.rfid_item_id)
+            .select_from(_loans).join(_copies, _copies.c.id == _loans.c.copy_id)
+            .subquery("on_loan"))
+_GATE_SYNC = (select(_LAST_SEQ.c.seq, _ON_LOAN.c.accession_number, _ON_LOAN.c.barcode,
+                     _ON_LOAN.c.rfid_item_id)
+              .select_from(_LAST_SEQ.outerjoin(_ON_LOAN, true())))
+# Room left in a reply for its envelope (id up to 128 characters, seq, keys).
+_ENVELOPE_ROOM = 1024
+
+# Who borrowed a copy last before a ledger seq: the reader an offline return that
+# cannot apply is recorded against.
+_LAST_BORROWER = (select(_readers.c.id, _readers.c.code, _readers.c.kind,
+                         _readers.c.class_name, _readers.c.name)
+                  .select_from(_ledger).join(_readers, _readers.c.id == _ledger.c.reader_id)
+                  .where(_ledger.c.copy_id == bindparam("copy"),
+                         _ledger.c.op == LedgerOp.CHECKOUT.value,
+                         _ledger.c.seq < bindparam("before_seq"))
+                  .order_by(_ledger.c.seq.desc()).limit(1))
+
+_STORED_REPLY = (select(_processed.c.reply, _processed.c.station, _processed.c.op,
+                        _processed.c.offline)
                  .where(_processed.c.request_id == bindparam("request_id")))
+_MARK_PROCESSED_OFFLINE = (update(_processed).where(_processed.c.request_id == bindparam("rid"))
+                           .values(offline=True))
 
 _INSERT_LEDGER = insert(_ledger)
 _LEDGER_COLUMNS = ("request_id", "op", "copy_id", "reader_id", "station", "station_at",
-                   "server_at", "due_on", "days_late", "offline")
+                   "server_at", "due_on", "days_late", "offline", "conflict")
+_alerts = _table(AlertRow)
+_INSERT_ALERT = insert(_alerts)
+_ALERT_COLUMNS = ("alert_id", "type", "station", "at", "message", "data")
+_NO_SEQ = 2**62  # "before any seq to come"
 _INSERT_LOAN = insert(_loans)
 _LOAN_COLUMNS = ("copy_id", "reader_id", "loaned_at", "due_on", "renewals", "long_loan",
                  "checkout_seq")
 _INSERT_PROCESSED = insert(_processed)
-_PROCESSED_COLUMNS = ("request_id", "station", "op", "reply", "server_at")
+_PROCESSED_COLUMNS = ("request_id", "station", "op", "reply", "server_at", "offline")
 # Bound names differ from the column names: SQLAlchemy reserves those for SET clauses.
 _SET_COPY_STATUS = (update(_copies).where(_copies.c.id == bindparam("copy"))
                     .values(status=bindparam("new_status")))
@@ -192,6 +349,9 @@ class _Sql:
         self.copy_by_code = compiled(_COPY_BY_CODE)
         self.copy_by_code_any_case = compiled(_COPY_BY_CODE_ANY_CASE)
         self.reader_loans = compiled(_READER_LOANS)
+        self.gate_sync = compiled(_GATE_SYNC)
+        self.last_borrower = compiled(_LAST_BORROWER)
+        self.insert_alert = compiled(_INSERT_ALERT, _ALERT_COLUMNS)
         self.stored_reply = compiled(_STORED_REPLY)
         # The new seq by RETURNING where SQLAlchemy would use it (PostgreSQL), else by
         # the driver's lastrowid (SQLite).
@@ -200,6 +360,7 @@ class _Sql:
             else _INSERT_LEDGER, _LEDGER_COLUMNS)
         self.insert_loan = compiled(_INSERT_LOAN, _LOAN_COLUMNS)
         self.insert_processed = compiled(_INSERT_PROCESSED, _PROCESSED_COLUMNS)
+        self.mark_processed_offline = compiled(_MARK_PROCESSED_OFFLINE)
         self.set_copy_status = compiled(_SET_COPY_STATUS)
         self.delete_loan = compiled(_DELETE_LOAN)
         self.renew_loan = compiled(_RENEW_LOAN)
@@ -222,14 +383,32 @@ class _Conflict(_Refused):
     """Another transaction changed the same loan first: roll back, then answer."""
 
 
+class _Recorded(_Refused):
+    """An offline change recorded with its conflict but not applied: the ledger entry and
+    the alert commit, and the station hears why."""
+
+
 @dataclass(slots=True)
 class _Call:
     db: Db
     request: protocol.Request
     station: str
-    now: dt.datetime
-    today: dt.date
+    now: dt.datetime   # the server's clock: `server_at`
+    at: dt.datetime    # when it happened: `now` online, the station's `at` offline
+    today: dt.date     # the site's date at `at`: due dates, lateness, overdue blocks
     entries: list[protocol.LedgerEntry] = field(default_factory=list)
+    alerts: list[protocol.Alert] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one request did: all of it committed, ready to publish."""
+
+    reply: protocol.Reply
+    entries: list[protocol.LedgerEntry] = field(default_factory=list)
+    alerts: list[protocol.Alert] = field(default_factory=list)
+    # True when the reply is the stored one of an id seen before: nothing new happened.
+    repeated: bool = False
 
 
 class Circulation:
@@ -253,13 +432,30 @@ class Circulation:
             Op.LOAN_RETURN: self._return,
             Op.LOAN_RENEW: self._renew,
             Op.ITEM_INFO: self._item_info,
+            Op.GATE_SYNC: self._gate_sync,
         }
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def clock(self) -> Callable[[], dt.datetime]:
+        return self._clock
 
     # --- the entry point ------------------------------------------------------------
 
     def handle(self, request: protocol.Request,
                station: str) -> tuple[protocol.Reply, list[protocol.LedgerEntry]]:
-        """Answer `request`; the ledger entries returned are committed, ready to publish."""
+        """Answer `request`; the ledger entries returned are committed, ready to publish.
+
+        The alerts an offline conflict raises are committed too; `handle_request` returns
+        them for publishing."""
+        outcome = self.handle_request(request, station)
+        return outcome.reply, outcome.entries
+
+    def handle_request(self, request: protocol.Request, station: str) -> Outcome:
+        """Answer `request`: the reply, ledger entries and alerts, all committed."""
         try:
             try:
                 return self._handle(request, station)
@@ -275,7 +471,7 @@ class Circulation:
         except Exception:
             log.exception("request %s (%s) from station %s failed", request.id,
                           request.op.value, station)
-            return self._failure(request.id, ErrorCode.INTERNAL), []
+            return Outcome(self._failure(request.id, ErrorCode.INTERNAL))
 
     def bad_request(self, request_id: str, detail: str) -> protocol.Reply:
         """The answer to a payload that breaks the contract; not stored, like `internal`."""
@@ -283,33 +479,53 @@ class Circulation:
             request_id, ErrorCode.BAD_REQUEST,
             f"{default_message(ErrorCode.BAD_REQUEST, self._language)} ({detail})")
 
-    def _handle(self, request: protocol.Request,
-                station: str) -> tuple[protocol.Reply, list[protocol.LedgerEntry]]:
+    def _handle(self, request: protocol.Request, station: str,
+                race_retry: bool = True) -> Outcome:
         now = self._clock()
+        # A replay cannot have happened after it reached us: a station clock running
+        # ahead would otherwise push due dates out.
+        at = min(request.at, now) if request.offline else now
         try:
             with self._db.transaction() as db:
                 stored = self._stored_reply(db, request, station)
                 if stored is not None:
-                    return stored, []
-                call = _Call(db, request, station, now, self.calendar.local_date(now))
+                    if (request.offline and request.op in _CHANGES and not stored.ok
+                            and self._answered_online(db, request.id)):
+                        # Refused online while the station, its reply lost, told the
+                        # reader "recorded offline": never silently dropped.
+                        call = _Call(db, request, station, now, at, self.calendar.local_date(at))
+                        assert stored.error is not None
+                        self._raise_alert(call, Conflict.REFUSED,
+                                          reason=stored.error.message.rstrip("."))
+                        self._sql.mark_processed_offline.execute(db, {"rid": request.id})
+                        return Outcome(stored, call.entries, call.alerts, repeated=True)
+                    return Outcome(stored, repeated=True)
+                call = _Call(db, request, station, now, at, self.calendar.local_date(at))
                 try:
                     result = self._handlers[request.op](call, request.args)
                     reply = protocol.Reply.success(request.id, result)
                 except _Conflict:
                     raise
                 except _Refused as refusal:
+                    if request.offline and request.op in _CHANGES and not call.alerts:
+                        # Never silently dropped: whatever refused it, someone looks.
+                        self._refused_offline(call, refusal)
                     reply = self._failure(request.id, refusal.code, refusal.message)
                 self._store_reply(db, request, station, now, reply)
-            return reply, call.entries
+            return Outcome(reply, call.entries, call.alerts)
         except _Conflict as conflict:
+            if race_retry and request.offline and request.op in _CHANGES:
+                # Lost a race with another station: run again, so the replay meets the
+                # new state and its conflict is recorded and raised.
+                return self._handle(request, station, race_retry=False)
             reply = self._failure(request.id, conflict.code, conflict.message)
-            return self._store_alone(request, station, now, reply), []
+            return Outcome(self._store_alone(request, station, now, reply))
         except IntegrityError:
             # Another process answered this id between our look-up and our insert.
             stored = self._read_stored_reply(request, station)
             if stored is None:
                 raise
-            return stored, []
+            return Outcome(stored, repeated=True)
 
     # --- operations -----------------------------------------------------------------
 
@@ -331,35 +547,51 @@ class Circulation:
             blocks=blocks)
 
     def _checkout(self, call: _Call, args: protocol.CheckoutArgs) -> protocol.CheckoutResult:
+        # Offline, the book already left with the reader: a rule that would refuse it now
+        # is a conflict to record, and the loan is applied wherever it can be.
+        offline = call.request.offline
+        conflict: tuple[Conflict, str] | None = None
         reader = self._reader(call.db, args.patron)
+        patron = (reader.code, reader.kind, reader.class_name)
         loans = self._reader_loans(call.db, reader.id)
-        self._refuse_if_blocked(reader, loans, call.today)
+        blocks = self._blocks(reader, loans, call.today)
+        if blocks:
+            if not offline:
+                raise _Refused(ErrorCode.PATRON_BLOCKED, blocks[0][1])
+            conflict = (Conflict.READER_BLOCKED,
+                        self._block_reason(blocks[0][0], reader, loans, call.today))
         copy = self._copy(call.db, args.item)
         if copy.loan_id is not None:
             if copy.reader_id == reader.id:
+                if offline:
+                    # Lent to the same reader meanwhile (at the desk): nothing to change.
+                    return protocol.CheckoutResult(item=copy.accession_number,
+                                                   title=copy.title, due=copy.due_on)
                 self._refuse(ErrorCode.ITEM_ON_LOAN, "already_yours")
+            if offline:
+                self._record_not_applied(call, Conflict.ON_LOAN_TO_OTHER, LedgerOp.CHECKOUT,
+                                         copy, reader, ErrorCode.ITEM_ON_LOAN)
             self._refuse(ErrorCode.ITEM_ON_LOAN)
-        if copy.status != CopyStatus.AVAILABLE:
-            self._refuse_unavailable(copy)
         policy = self._policies.get((reader.kind, copy.kind))
-        if policy is None or policy.max_items == 0:
-            self._refuse(ErrorCode.ITEM_NOT_LOANABLE, "no_policy",
-                         reader_kind=self._words(_READER_KINDS, reader.kind),
-                         item_kind=self._item_kind(copy.kind))
-        if sum(1 for loan in loans if loan.kind == copy.kind) >= policy.max_items:
-            self._refuse(ErrorCode.LIMIT_REACHED, "limit_kind", limit=policy.max_items,
-                         item_kind=self._item_kind(copy.kind))
-        total = self._rules.max_loans.get(reader.kind)
-        if not policy.long_loan and total is not None \
-                and sum(1 for loan in loans if not loan.long_loan) >= total:
-            self._refuse(ErrorCode.LIMIT_REACHED, "limit_total", limit=total)
+        if copy.status != CopyStatus.AVAILABLE or policy is None or policy.max_items == 0:
+            refusal = self._unloanable(copy, reader)
+            if offline:
+                self._record_not_applied(call, Conflict.NOT_LOANABLE, LedgerOp.CHECKOUT,
+                                         copy, reader, refusal.code, refusal.message)
+            raise refusal
+        assert policy is not None
+        over = self._over_limit(policy, copy.kind, loans, reader.kind)
+        if over is not None:
+            if not offline:
+                raise over[0]
+            conflict = conflict or (Conflict.LIMIT_REACHED, over[1])
 
         due = self.calendar.due_date(call.today, policy.loan_days, policy.long_loan)
-        seq = self._append_ledger(call, LedgerOp.CHECKOUT, copy, reader.id,
-                                  (reader.code, reader.kind, reader.class_name), due=due)
+        seq = self._append_ledger(call, LedgerOp.CHECKOUT, copy, reader.id, patron, due=due,
+                                  conflict=conflict[0] if conflict else None)
         try:
             self._sql.insert_loan.execute(call.db, {
-                "copy_id": copy.id, "reader_id": reader.id, "loaned_at": call.now,
+                "copy_id": copy.id, "reader_id": reader.id, "loaned_at": call.at,
                 "due_on": due, "renewals": 0, "long_loan": policy.long_loan,
                 "checkout_seq": seq})
         except IntegrityError as exc:
@@ -369,12 +601,66 @@ class Circulation:
             raise _Conflict(ErrorCode.ITEM_ON_LOAN,
                             default_message(ErrorCode.ITEM_ON_LOAN, self._language)) from None
         self._set_copy_status(call.db, copy.id, CopyStatus.ON_LOAN)
+        if conflict is not None:
+            self._raise_alert(call, conflict[0], copy=copy, reader=reader, seq=seq,
+                              reason=conflict[1].rstrip("."))
         return protocol.CheckoutResult(item=copy.accession_number, title=copy.title, due=due)
+
+    def _unloanable(self, copy: Row, reader: Row) -> _Refused:
+        """Why `copy` may not be lent to `reader` (its status, or no policy allows it)."""
+        try:
+            if copy.status != CopyStatus.AVAILABLE:
+                self._refuse_unavailable(copy)
+            self._refuse(ErrorCode.ITEM_NOT_LOANABLE, "no_policy",
+                         reader_kind=self._words(_READER_KINDS, reader.kind),
+                         item_kind=self._item_kind(copy.kind))
+        except _Refused as refusal:
+            return refusal
+
+    def _over_limit(self, policy: Any, item_kind: str, loans: Sequence[Row],
+                    reader_kind: str) -> tuple[_Refused, str] | None:
+        """The refusal for the reader and the reason for the librarian, if over a limit."""
+        words = _CONFLICT_WORDS[self._language]
+        if sum(1 for loan in loans if loan.kind == item_kind) >= policy.max_items:
+            values = {"limit": policy.max_items, "item_kind": self._item_kind(item_kind)}
+            return (_Refused(ErrorCode.LIMIT_REACHED, self._text("limit_kind", **values)),
+                    words["limit_kind"].format(**values))
+        total = self._rules.max_loans.get(reader_kind)
+        if not policy.long_loan and total is not None \
+                and sum(1 for loan in loans if not loan.long_loan) >= total:
+            return (_Refused(ErrorCode.LIMIT_REACHED, self._text("limit_total", limit=total)),
+                    words["limit_total"].format(limit=total))
+        return None
+
+    def _block_reason(self, code: str, reader: Row, loans: Sequence[Row],
+                      today: dt.date) -> str:
+        """Why a reader may not borrow, in the librarian's words (the block `code`)."""
+        words = _CONFLICT_WORDS[self._language]
+        if code == "overdue":
+            late = next(loan for loan in loans if loan.due_on < today)
+            return words["overdue"].format(item=late.accession_number,
+                                           due=format_date(late.due_on))
+        if code == "blocked":
+            return words["blocked"].format(
+                reason=f": {reader.block_reason}" if reader.block_reason else "")
+        return words[code]
 
     def _return(self, call: _Call, args: protocol.ReturnArgs) -> protocol.ReturnResult:
         copy = self._copy(call.db, args.item)
+        offline = call.request.offline
         if copy.loan_id is None:
+            if offline:
+                self._record_not_applied(call, Conflict.NOT_ON_LOAN, LedgerOp.RETURN, copy,
+                                         None, ErrorCode.ITEM_NOT_ON_LOAN)
             self._refuse(ErrorCode.ITEM_NOT_ON_LOAN)
+        if offline and copy.loaned_at > call.at:
+            # Returned at the station before this loan began: the return ended the loan
+            # before it, which someone else (the desk) has closed meanwhile.
+            self._record_not_applied(
+                call, Conflict.LENT_AGAIN, LedgerOp.RETURN, copy, None,
+                ErrorCode.ITEM_NOT_ON_LOAN,
+                self._text("lent_again", item=copy.accession_number,
+                           at=self._station_time(call)))
         days_late = max(0, (call.today - copy.due_on).days)
         self._append_ledger(call, LedgerOp.RETURN, copy, copy.reader_id,
                             (copy.borrower_code, copy.borrower_kind, copy.borrower_class),
@@ -427,6 +713,22 @@ class Circulation:
         copy = self._copy(call.db, args.item)
         return protocol.ItemInfoResult(item=copy.accession_number, title=copy.title,
                                        status=copy.status, due=copy.due_on)
+
+    def _gate_sync(self, call: _Call, _args: protocol.GateSyncArgs) -> protocol.GateSyncResult:
+        rows = self._sql.gate_sync.all(call.db, {})
+        # Every identifier of each copy on loan: a tag may carry the barcode or the RFID
+        # item id, while ledger entries name the accession number.
+        items = sorted({code for row in rows
+                        for code in (row.accession_number, row.barcode, row.rfid_item_id)
+                        if code})
+        if len(json.dumps(items, ensure_ascii=False).encode()) > \
+                protocol.MAX_PAYLOAD_BYTES - _ENVELOPE_ROOM:
+            # A station drops a reply over the payload limit: the accession numbers alone
+            # still let the gate follow the ledger.
+            items = sorted({row.accession_number for row in rows if row.accession_number})
+            log.warning("gate.sync: %d copies on loan; only their accession numbers fit "
+                        "in one reply", len(items))
+        return protocol.GateSyncResult(items=items, seq=rows[0].seq)
 
     # --- rules ----------------------------------------------------------------------
 
@@ -506,21 +808,97 @@ class Circulation:
 
     def _append_ledger(self, call: _Call, op: LedgerOp, copy: Row, reader_id: int,
                        patron: tuple[str, str, str | None], due: dt.date | None = None,
-                       days_late: int | None = None) -> int:
+                       days_late: int | None = None, conflict: Conflict | None = None) -> int:
         request = call.request
         seq = self._sql.insert_ledger.inserted_key(call.db, {
             "request_id": request.id, "op": op.value, "copy_id": copy.id,
             "reader_id": reader_id, "station": call.station, "station_at": request.at,
             "server_at": call.now, "due_on": due, "days_late": days_late,
-            "offline": request.offline})
+            "offline": request.offline, "conflict": conflict.value if conflict else None})
         zone = self.calendar.zone
         call.entries.append(protocol.LedgerEntry(
             seq=seq, id=request.id, op=op.value, item=copy.accession_number, title=copy.title,
             patron=patron[0], patron_kind=patron[1], patron_class=patron[2],
             station=call.station, station_at=request.at.astimezone(zone),
             server_at=call.now.astimezone(zone), due=due, days_late=days_late,
-            offline=request.offline))
+            offline=request.offline, conflict=conflict.value if conflict else None,
+            codes=[code for code in (copy.barcode, copy.rfid_item_id)
+                   if code and code != copy.accession_number]))
         return seq
+
+    # --- offline conflicts ----------------------------------------------------------
+
+    def _record_not_applied(self, call: _Call, conflict: Conflict, op: LedgerOp, copy: Row,
+                            reader: Row | None, code: ErrorCode,
+                            message: str | None = None) -> NoReturn:
+        """Record an offline change that cannot apply, then answer `code`: its ledger
+        entry (where it can name a reader) and its alert commit, the loans stay."""
+        other = None
+        if copy.loan_id is not None:
+            other = self._person(copy.borrower_name, copy.borrower_code)
+        if op is LedgerOp.RETURN:
+            # A return names no reader: the entry goes to whoever borrowed it last before
+            # the current loan (none when the copy was never lent).
+            before = copy.checkout_seq if copy.loan_id is not None else _NO_SEQ
+            reader = self._sql.last_borrower.first(call.db, {"copy": copy.id,
+                                                             "before_seq": before})
+        seq = None
+        if reader is not None:
+            seq = self._append_ledger(call, op, copy, reader.id,
+                                      (reader.code, reader.kind, reader.class_name),
+                                      conflict=conflict)
+        self._raise_alert(call, conflict, copy=copy, reader=reader, other=other, seq=seq,
+                          reason=(message or "").rstrip(".") or None)
+        raise _Recorded(code, message or default_message(code, self._language))
+
+    def _refused_offline(self, call: _Call, refusal: _Refused) -> None:
+        """The alert for an offline change a rule refused outright."""
+        conflict = {ErrorCode.UNKNOWN_ITEM: Conflict.UNKNOWN_ITEM,
+                    ErrorCode.UNKNOWN_PATRON: Conflict.UNKNOWN_PATRON}.get(
+                        refusal.code, Conflict.REFUSED)
+        self._raise_alert(call, conflict, reason=refusal.message.rstrip("."))
+
+    def _raise_alert(self, call: _Call, conflict: Conflict, *, copy: Row | None = None,
+                     reader: Row | None = None, other: str | None = None,
+                     seq: int | None = None, reason: str | None = None) -> None:
+        request = call.request
+        args = request.args
+        item = copy.accession_number if copy is not None else getattr(args, "item", "")
+        patron_code = reader.code if reader is not None else getattr(args, "patron", None)
+        patron = self._person(reader.name, reader.code) if reader is not None else patron_code
+        words = _CONFLICT_WORDS[self._language]
+        station_at = self._station_time(call)
+        values: dict[str, Any] = {
+            "where": words["where"].format(station=call.station, at=station_at),
+            "action": words.get(request.op.value, request.op.value),
+            "item": item, "title": copy.title if copy is not None else item,
+            "patron": patron or "", "other": other or "", "reason": reason or "",
+            "patron_part": words["patron_part"].format(patron=patron) if patron else "",
+            "last_part": words["last_part"].format(patron=patron) if patron else "",
+        }
+        message = _CONFLICT_TEXTS[self._language][conflict].format(**values)
+        zone = self.calendar.zone
+        alert = protocol.Alert(
+            id=str(uuid.uuid4()), type=OFFLINE_CONFLICT, at=call.now.astimezone(zone),
+            message=message, data={
+                "station": call.station, "conflict": conflict.value, "request_id": request.id,
+                "op": request.op.value, "item": item,
+                "title": copy.title if copy is not None else None,
+                "patron": patron_code, "other_patron": other, "reason": reason,
+                "station_at": request.at.astimezone(zone).isoformat(), "seq": seq,
+                "applied": conflict not in NOT_APPLIED and seq is not None})
+        self._sql.insert_alert.execute(call.db, {
+            "alert_id": alert.id, "type": alert.type, "station": call.station,
+            "at": call.now, "message": alert.message, "data": alert.data})
+        call.alerts.append(alert)
+        log.warning("offline conflict %s: %s", conflict.value, message)
+
+    def _station_time(self, call: _Call) -> str:
+        return call.request.at.astimezone(self.calendar.zone).strftime("%H:%M %d/%m/%Y")
+
+    @staticmethod
+    def _person(name: str | None, code: str | None) -> str:
+        return f"{name} ({code})" if name else (code or "")
 
     def _set_copy_status(self, db: Db, copy_id: int, status: CopyStatus) -> None:
         self._sql.set_copy_status.execute(db, {"copy": copy_id, "new_status": status.value})
@@ -539,6 +917,10 @@ class Circulation:
             return self.bad_request(request.id, "this request id was already used")
         return protocol.Reply.model_validate(row.reply)
 
+    def _answered_online(self, db: Db, request_id: str) -> bool:
+        row = self._sql.stored_reply.first(db, {"request_id": request_id})
+        return row is not None and row.offline is False
+
     def _read_stored_reply(self, request: protocol.Request,
                            station: str) -> protocol.Reply | None:
         with self._db.transaction() as db:
@@ -548,7 +930,7 @@ class Circulation:
                      now: dt.datetime, reply: protocol.Reply) -> None:
         self._sql.insert_processed.execute(db, {
             "request_id": request.id, "station": station, "op": request.op.value,
-            "reply": reply.model_dump(mode="json"), "server_at": now})
+            "reply": reply.model_dump(mode="json"), "server_at": now, "offline": request.offline})
 
     def _store_alone(self, request: protocol.Request, station: str, now: dt.datetime,
                      reply: protocol.Reply) -> protocol.Reply:
@@ -588,4 +970,4 @@ class Circulation:
         raise _Refused(code, message)
 
 
-__all__ = ["Circulation", "utc_now"]
+__all__ = ["NOT_APPLIED", "OFFLINE_CONFLICT", "Circulation", "Conflict", "Outcome", "utc_now"]

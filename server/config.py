@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from protocol.configfile import MqttConfig, load_toml_file
 from protocol.topics import SiteName
+from server.web.config import WebConfig
 
 ReaderKind = Literal["student", "teacher", "staff"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -27,6 +28,18 @@ class DatabaseConfig(_Section):
     url: str = "sqlite:///thuvien.db"
     # FULL fsyncs every commit: a power cut loses nothing the server has answered.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class BackupConfig(_Section):
+    # Where `thuvien backup` writes; default: a `backups` folder beside the SQLite file.
+    # Required for PostgreSQL.
+    dir: str | None = None
+    # The newest copies kept; older ones are deleted after each new backup.
+    keep: int = Field(default=14, ge=1, le=1000)
+    # gzip the SQLite copy (a PostgreSQL dump, -Fc, is compressed already).
+    gzip: bool = False
+    # Pages copied per step of SQLite's backup API, with a short pause between steps.
+    step_pages: int = Field(default=256, ge=1)
 
 
 class LoanPolicy(_Section):
@@ -116,6 +129,19 @@ class CalendarConfig(_Section):
         return value
 
 
+class StationsConfig(_Section):
+    # Serve only the stations registered with `thuvien station add` (and each only with
+    # what its kind may do). Off: any station in the topic is served, as before.
+    require_registration: bool = True
+    # How often the server reads the stations table again; a request from a station it
+    # does not know reads it at once (at most once a second), so a new station is served
+    # straight away and a removed one within this many seconds.
+    refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # An online request whose `at` is further than this from the server's clock raises
+    # one `station.clock_skew` alert for that station (the request is still served).
+    clock_skew_alert_seconds: float = Field(default=120.0, gt=0)
+
+
 class ServerConfig(_Section):
     version: Literal[1] = 1
     site: SiteName
@@ -125,6 +151,9 @@ class ServerConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     circulation: CirculationConfig = Field(default_factory=CirculationConfig)
     calendar: CalendarConfig = Field(default_factory=CalendarConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
+    stations: StationsConfig = Field(default_factory=StationsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 def load(path: str) -> ServerConfig:

@@ -1,4 +1,5 @@
-"""The library's tables (SQLAlchemy 2): readers, titles, copies, loans, the ledger.
+"""The library's tables (SQLAlchemy 2): readers, titles, copies, loans, the ledger,
+and what stations report: their events, the alerts raised from them, gate visits.
 
 The ledger (`ledger_entries`) is append-only: rows are only ever inserted (database
 triggers refuse UPDATE and DELETE, see the first migration). `loans` holds the current
@@ -23,6 +24,8 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -179,6 +182,11 @@ class LedgerEntry(Base):
     due_on: Mapped[dt.date | None] = mapped_column(Date)
     days_late: Mapped[int | None] = mapped_column(Integer)
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when an offline request, replayed, met a world that had changed meanwhile (the
+    # copy lent to someone else, the reader blocked): the entry records what the station
+    # did and why it conflicts; an alert tells the librarian. Values: see
+    # `server.circulation.Conflict`.
+    conflict: Mapped[str | None] = mapped_column(String(32))
 
 
 class ProcessedRequest(Base):
@@ -191,9 +199,156 @@ class ProcessedRequest(Base):
     op: Mapped[str] = mapped_column(String(32))
     reply: Mapped[dict] = mapped_column(JSON)
     server_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # Whether the request answered was an offline replay; None in records made before
+    # 0006. An online refusal later replayed offline (the station had told its reader
+    # "recorded offline") raises an alert once, and this turns true.
+    offline: Mapped[bool | None] = mapped_column(Boolean)
 
+
+class StationEvent(Base):
+    """An event a station sent (gate alarm, device fault, ...), kept once per event id.
+
+    The unique (station, event_id) is the dedupe: a station that resends an event after
+    a reconnect raises no second alert and counts no visitors twice.
+    """
+
+    __tablename__ = "station_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())           # at the station
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    data: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (UniqueConstraint("station", "event_id",
+                                       name="uq_station_events_station_event_id"),)
+
+
+class StationKind(StrEnum):
+    KIOSK = "kiosk"
+    GATE = "gate"
+    RETURNBOX = "returnbox"
+    DESK = "desk"
+
+
+class Station(Base):
+    """A station registered for this site (`thuvien station add`): only these are served,
+    and each only with the operations its kind may do."""
+
+    __tablename__ = "stations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # its MQTT username too
+    kind: Mapped[str] = mapped_column(String(16))
+    registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Alert(Base):
+    """Something a librarian must look at (protocol Alert), until acknowledged."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(128), unique=True)  # the published id
+    type: Mapped[str] = mapped_column(String(64))
+    station: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("station_events.id"))
+    # A staff member's reader code, or the type of the event that resolved it
+    # (`device.ok`, `returnbox.full`) when the station reported the problem gone.
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+    # The open alerts of a station are what the staff web and the auto-resolution read.
+    __table_args__ = (Index("ix_alerts_open", "acknowledged_at", "station", "type"),)
+
+
+class Visit(Base):
+    """Visitors a gate counted between `since` and `until` (for the statistics)."""
+
+    __tablename__ = "visits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(64))
+    since: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    until: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    count: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[int] = mapped_column(ForeignKey("station_events.id"), unique=True)
+
+
+
+class StaffRole(StrEnum):
+    ADMIN = "admin"            # manages accounts and everything else
+    LIBRARIAN = "librarian"    # runs the library: commands stations, acknowledges alerts
+    VIEWER = "viewer"          # looks only (a principal, a volunteer)
+
+
+class StaffUser(Base):
+    """An account for the staff web (not a reader: a reader's card and PIN are for kiosks)."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)   # the login name
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))      # scrypt, see thuvien.users
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    password_changed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class StaffSession(Base):
+    """A signed-in browser. Only a hash of the cookie's token is kept, so a copy of the
+    database does not let anyone in."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"),
+                                         index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    client: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per account (`user:<name>`) and per client (`addr:<ip>`)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class ReaderSession(Base):
+    """A reader signed in to the public catalogue with card and PIN, to see their loans.
+
+    Apart from staff sessions: a reader's cookie opens only their own loans page. As for
+    staff, only a hash of the cookie's token is kept.
+    """
+
+    __tablename__ = "reader_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"),
+                                           index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
 
 __all__ = [
-    "Base", "Copy", "CopyStatus", "LedgerEntry", "LedgerOp", "Loan", "ProcessedRequest",
-    "Reader", "ReaderKind", "ReaderStatus", "Title",
+    "Alert", "Base", "Copy", "CopyStatus", "LedgerEntry", "LedgerOp", "Loan",
+    "ProcessedRequest", "Reader", "ReaderKind", "ReaderStatus", "StationEvent", "Title",
+    "Visit", "StaffRole", "StaffUser", "StaffSession", "LoginThrottle",
+    "ReaderSession",
 ]

@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from server import sample_data as data
+from server import stations
 from server.models import Copy, CopyStatus, Reader, ReaderKind, ReaderStatus, Title
 from server.pins import hash_pin
 
@@ -43,6 +44,10 @@ SAMPLE_LOANABLE_TITLES: tuple[str, ...] = (
 
 # The demo librarian's card and PIN, printed with the samples (a demo has no secrets).
 STAFF_CARD = "CB-0001"
+# The demo's stations, registered with the server (which serves no other): the three
+# `thuvien demo` starts, and `tay`, the desk the README drives by hand.
+DEMO_STATIONS: tuple[tuple[str, str], ...] = (
+    ("kiosk-1", "kiosk"), ("gate-1", "gate"), ("returnbox-1", "returnbox"), ("tay", "desk"))
 STAFF_PIN = "2468"
 
 
@@ -123,7 +128,14 @@ def seed_demo(sessions: sessionmaker[Session], *, school_year_start: dt.date,
         copies = _plan_copies(rng, titles, list(title_ids), school_year_start)
         session.execute(insert(Copy), copies)
         session.execute(insert(Reader), readers)
+    register_demo_stations(sessions)
     return _summary(titles, list(title_ids), copies, readers)
+
+
+def register_demo_stations(sessions: sessionmaker[Session]) -> None:
+    """Register (again: it is idempotent) the demo's stations."""
+    for name, kind in DEMO_STATIONS:
+        stations.register(sessions, name, kind)
 
 
 def _refuse_if_not_empty(session: Session) -> None:

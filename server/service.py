@@ -1,28 +1,70 @@
-"""The server's MQTT side: requests in, replies, ledger entries and status out.
+"""The server's MQTT side: requests and station events in; replies, ledger entries,
+alerts and status out.
 
-Every inbound payload is parsed into a protocol model here and each rejection is logged
-in this one place. Requests are handled on paho's network thread, one at a time: the
-circulation core is fast (a few SQLite statements), and one writer is what SQLite wants.
+Every inbound payload is parsed into a protocol model here (events in server/events.py)
+and each rejection is logged in this one place. Requests are handled on paho's network
+thread, one at a time: the circulation core is fast (a few SQLite statements), and one
+writer is what SQLite wants. Events only pass through that thread into a queue: a
+worker thread stores them and publishes alerts, sharing with the requests nothing but
+the database's write lock, held a millisecond or so per event.
+
+Only registered stations are served (`[stations] require_registration`): a request from
+a station that is not registered, or whose kind may not do the operation (a gate
+cannot lend), is answered `unauthorized` and changes nothing; an event from an unknown
+station is dropped. The registry lives in memory (server/stations.py). An online
+request whose `at` is far from the server's clock raises one `station.clock_skew`
+alert per station, stored and published by the events worker.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from protocol import MAX_PAYLOAD_BYTES, ProtocolError, Reply, Status, encode, parse_request, topics
+from protocol import (
+    MAX_PAYLOAD_BYTES,
+    Alert,
+    ErrorCode,
+    ProtocolError,
+    Reply,
+    Request,
+    Status,
+    encode,
+    parse_request,
+    topics,
+)
 from protocol.models import OFFLINE_STATUS
 from server import __version__
-from server.circulation import Circulation
+from server.circulation import Circulation, utc_now
 from server.config import ServerConfig
+from server.events import EventWorker, StationEvents
+from server.stations import StationRegistry
 
 log = logging.getLogger("thuvien.server")
+
+# Messages waiting for the request worker; beyond this a burst is dropped (stations retry).
+INBOX_LIMIT = 20_000
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "vi": {
+        "unregistered": "Trạm {station} chưa được đăng ký với máy chủ thư viện. "
+                        "Vui lòng báo cán bộ thư viện.",
+        "not_allowed": "Trạm {station} ({kind}) không được phép thực hiện thao tác {op}.",
+    },
+    "en": {
+        "unregistered": "Station {station} is not registered with the library server. "
+                        "Please tell the librarian.",
+        "not_allowed": "Station {station} ({kind}) may not do {op}.",
+    },
+}
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     # Without TCP_NODELAY each QoS 1 round trip waits ~40 ms for Nagle (STACK.md).
@@ -33,13 +75,28 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
 
 
 class LibraryService:
-    def __init__(self, config: ServerConfig, circulation: Circulation) -> None:
+    def __init__(self, config: ServerConfig, circulation: Circulation,
+                 events: StationEvents | None = None,
+                 wall_clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.config = config
         self.circulation = circulation
         self.site = config.site
+        self.events = EventWorker(
+            events or StationEvents(circulation.engine, config, circulation.clock),
+            self._publish_alert)
+        self.stations = StationRegistry(circulation.engine, config.stations.refresh_seconds)
+        # The machine's clock, not the circulation's: skew is between two real clocks.
+        self._wall_clock = wall_clock
+        self._skewed: set[str] = set()  # stations whose skew is already reported
         self.connected = threading.Event()
         self.requests_handled = 0
         self._stopping = False
+        # Requests are handled on one worker thread, in arrival order, never on paho's
+        # network thread: a write failing there (the broker gone mid-reply) makes paho
+        # take its callback lock a second time and hang for good. One FIFO thread also
+        # keeps each station's requests in the order they came (replay windows rely on it).
+        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=INBOX_LIMIT)
+        self._worker: threading.Thread | None = None
         mqtt_config = config.mqtt
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -48,6 +105,7 @@ class LibraryService:
         )
         if mqtt_config.username:
             self.client.username_pw_set(mqtt_config.username, mqtt_config.password())
+        mqtt_config.apply_tls(self.client)
         self.client.will_set(topics.server_status(self.site), OFFLINE_STATUS, qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_socket_open = _no_delay
@@ -59,6 +117,9 @@ class LibraryService:
 
     def start(self, wait: float = 10.0) -> None:
         mqtt_config = self.config.mqtt
+        self.events.start()
+        self._worker = threading.Thread(target=self._work, name="requests", daemon=True)
+        self._worker.start()
         self.client.connect_async(mqtt_config.host, mqtt_config.port, keepalive=mqtt_config.keepalive)
         self.client.loop_start()
         if wait and not self.connected.wait(wait):
@@ -68,6 +129,11 @@ class LibraryService:
     def stop(self) -> None:
         """Say "offline" ourselves: the broker sends the will only on an unexpected drop."""
         self._stopping = True
+        if self._worker is not None:
+            # What came in is answered before we go.
+            self._inbox.put(None)
+            self._worker.join(timeout=10)
+        self.events.stop()  # what is queued is stored, its alerts published, before we go
         if self.connected.is_set():
             info = self.client.publish(topics.server_status(self.site), OFFLINE_STATUS, qos=1, retain=True)
             try:
@@ -86,7 +152,8 @@ class LibraryService:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        client.subscribe(topics.station_filter(self.site, "request"), qos=1)
+        client.subscribe([(topics.station_filter(self.site, "request"), 1),
+                          (topics.station_filter(self.site, "event"), 1)])
         client.publish(topics.server_status(self.site), self._status(), qos=1, retain=True)
         self.connected.set()
         log.info("connected to the broker; serving site %s", self.site)
@@ -101,9 +168,21 @@ class LibraryService:
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            self._handle(message.topic, message.payload)
-        except Exception:  # the network thread must survive anything a station sends
-            log.exception("unexpected error handling a message on %s", message.topic)
+            self._inbox.put_nowait((message.topic, message.payload))
+        except queue.Full:
+            # The station retries (same id) once its request times out: nothing is lost.
+            log.error("dropped a message on %s: %d messages wait already", message.topic, INBOX_LIMIT)
+
+    def _work(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            topic, payload = item
+            try:
+                self._handle(topic, payload)
+            except Exception:  # the worker must survive anything a station sends
+                log.exception("unexpected error handling a message on %s", topic)
 
     def _handle(self, topic: str, payload: bytes) -> None:
         try:
@@ -111,10 +190,18 @@ class LibraryService:
         except ProtocolError as exc:
             log.warning("dropped a message: %s", exc.detail)
             return
-        if where.site != self.site or where.channel != "request" or where.station is None:
-            log.warning("dropped a message on %s: not a request of site %s", topic, self.site)
+        if where.site != self.site or where.station is None \
+                or where.channel not in ("request", "event"):
+            log.warning("dropped a message on %s: not a request or event of site %s",
+                        topic, self.site)
             return
         station = where.station
+        if where.channel == "event":
+            if self._registration_required() and self.stations.kind(station) is None:
+                log.warning("dropped an event from %s: not a registered station", station)
+                return
+            self.events.submit(station, payload)
+            return
         if len(payload) > MAX_PAYLOAD_BYTES:
             # Not even parsed: a usable id cannot be trusted from a payload this size.
             log.warning("dropped a %d-byte request from %s: over the %d-byte limit",
@@ -128,16 +215,63 @@ class LibraryService:
                 return
             log.warning("bad request %s from %s: %s", exc.request_id, station, exc.detail)
             self._reply(station, self.circulation.bad_request(exc.request_id, exc.detail))
-            self.client.loop_write()
             return
-        reply, entries = self.circulation.handle(request, station)
+        refusal = self.authorize(station, request)
+        if refusal is not None:
+            self._reply(station, refusal)
+            return
+        outcome = self.circulation.handle_request(request, station)
         self.requests_handled += 1
-        self._reply(station, reply)
-        for entry in entries:
+        self._reply(station, outcome.reply)
+        for entry in outcome.entries:
             self.client.publish(topics.ledger(self.site), encode(entry), qos=1)
-        # We are on paho's network thread, which reads a batch of packets before it
-        # writes: without this the reply waits for the requests queued behind it.
-        self.client.loop_write()
+        for alert in outcome.alerts:
+            self._publish_alert(alert)
+        if not request.offline and not outcome.repeated:
+            self.check_clock(station, request)
+
+    # --- who may ask what --------------------------------------------------------
+
+    def _registration_required(self) -> bool:
+        return self.config.stations.require_registration
+
+    def authorize(self, station: str, request: Request) -> Reply | None:
+        """None when `station` may make `request`, else the `unauthorized` reply (not
+        stored: once registered, the station's retry is served)."""
+        if not self._registration_required():
+            return None
+        kind = self.stations.kind(station)
+        if kind is not None and self.stations.may(station, request.op):
+            return None
+        texts = _TEXTS[self.config.language]
+        if kind is None:
+            log.warning("unauthorized: request %s (%s) from %s, not a registered station",
+                        request.id, request.op.value, station)
+            message = texts["unregistered"].format(station=station)
+        else:
+            log.warning("unauthorized: request %s from %s, a %s, which may not do %s",
+                        request.id, station, kind.value, request.op.value)
+            message = texts["not_allowed"].format(station=station, kind=kind.value,
+                                                  op=request.op.value)
+        return Reply.failure(request.id, ErrorCode.UNAUTHORIZED, message)
+
+    def check_clock(self, station: str, request: Request) -> None:
+        skew = (request.at - self._wall_clock()).total_seconds()
+        if abs(skew) <= self.config.stations.clock_skew_alert_seconds:
+            self._skewed.discard(station)
+            return
+        if station in self._skewed:
+            return
+        self._skewed.add(station)
+        log.warning("station %s: its clock is %+.0f s off the server's (request %s)",
+                    station, skew, request.id)
+        # The alert's row is written on the events worker, off this thread.
+        self.events.submit_job(station, lambda events: events.clock_skew(
+            station, skew, request.at))
+
+    def _publish_alert(self, alert: Alert) -> None:
+        # From the events worker: paho queues it and its network thread sends it.
+        self.client.publish(topics.alert(self.site), encode(alert), qos=1)
 
     def _reply(self, station: str, reply: Reply) -> None:
         self.client.publish(topics.station_topic(self.site, station, "reply"), encode(reply), qos=1)

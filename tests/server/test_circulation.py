@@ -154,6 +154,17 @@ def test_checkout(ask: Any, library: Library, clock: WallClock) -> None:
     assert (entry.patron, entry.patron_kind, entry.patron_class) == (AN, "student", "6A1")
     assert entry.due == D(2026, 10, 12) and entry.days_late is None and not entry.offline
     assert entry.server_at == clock.now and entry.server_at.utcoffset() == dt.timedelta(hours=7)
+    assert entry.codes == [TN1_BARCODE]  # what else a gate may read on this copy
+
+
+def test_ledger_entries_carry_the_copys_other_codes(ask: Any) -> None:
+    # A gate's on-loan set follows a copy by whatever its tag carries (RFID item id).
+    _reply, [lent] = ask(CHECKOUT, patron=AN, item=TN2_RFID)
+    _reply, [back] = ask(RETURN, item=TN[1])
+    assert lent.item == back.item == TN[1]
+    assert lent.codes == back.codes == [TN2_RFID]
+    _reply, [plain] = ask(CHECKOUT, patron=AN, item=TN[2])
+    assert plain.codes == []
 
 
 def test_ledger_times_are_in_the_site_time_zone(library: Library, circulation: Circulation,
