@@ -173,9 +173,23 @@ def plan_stations(library: Library, stations: int, items_per_station: int) -> li
     if len(copies) < stations * items_per_station:
         raise SystemExit(f"bench: only {len(copies)} free copies for {stations} stations "
                          f"x {items_per_station} items")
-    return [StationPlan(name=f"bench-{i + 1:03d}", card=readers[i],
-                        items=copies[i::stations][:items_per_station])
-            for i in range(stations)]
+    plans = [StationPlan(name=f"bench-{i + 1:03d}", card=readers[i],
+                         items=copies[i::stations][:items_per_station])
+             for i in range(stations)]
+    register_stations(library, [plan.name for plan in plans])
+    return plans
+
+
+def register_stations(library: Library, names: list[str]) -> None:
+    """The server serves registered stations only: register the bench's kiosks."""
+    from server import db, stations as registry
+
+    engine = db.make_engine(library.config.database.url)
+    try:
+        for name in names:
+            registry.register(engine, name, "kiosk")
+    finally:
+        engine.dispose()
 
 
 # --- the server: its own process (default) or in this one -----------------------------
@@ -296,7 +310,7 @@ class Breakdown:
                 self._current = None
                 self.rows.append(row)
 
-        circulation_handle = self._timed("circulation", service.circulation.handle)
+        circulation_handle = self._timed("circulation", service.circulation.handle_request)
 
         def timed_circulation(request: Any, station: str) -> Any:
             if self._current is not None:
@@ -305,7 +319,7 @@ class Breakdown:
 
         # Handling runs on paho's one network thread, so one "current row" is enough.
         service._handle = timed_handle
-        service.circulation.handle = timed_circulation
+        service.circulation.handle_request = timed_circulation
         service_module.parse_request = self._timed("parse", service_module.parse_request)
         service_module.encode = self._timed("encode", service_module.encode)
         service.client.publish = self._timed("publish", service.client.publish)
@@ -850,11 +864,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_and_print(run, args)
 
 
-def run_and_print(run: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> int:
+def run_and_print(run: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace,
+                  ok: Callable[[dict[str, Any]], bool] = lambda result: result["errors"] == 0) -> int:
     """Every benchmark's ending: run it, print its JSON (and `--json-out`), exit code.
 
-    0 when every request was answered, 1 when some were not, 2 when it could not run,
-    130 on Ctrl-C or SIGTERM (everything is stopped first).
+    0 when `ok(result)` (by default: every request was answered), 1 when not, 2 when it
+    could not run, 130 on Ctrl-C or SIGTERM (everything is stopped first).
     """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -871,7 +886,7 @@ def run_and_print(run: Callable[[argparse.Namespace], dict[str, Any]], args: arg
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
                                        encoding="utf-8")
-    return 0 if result["errors"] == 0 else 1
+    return 0 if ok(result) else 1
 
 
 if __name__ == "__main__":

@@ -64,11 +64,14 @@ from bench.circulation import (  # noqa: E402
     cpu_seconds,
     mosquitto_version,
     prepare_library,
+    register_stations,
     run_and_print,
     summary_ms,
 )
 
 log = logging.getLogger("thuvien.bench.kiosk")
+
+KIOSK_STATION = "bench-kiosk"  # registered with the server before it starts
 
 TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 150.0
@@ -260,11 +263,11 @@ class KioskInstruments:
         perf = time.perf_counter
         on_read, show_outcome, flip = app.on_read, app.show_outcome, Window.flip
 
-        def timed_on_read(code: str) -> None:
+        def timed_on_read(code: str, read: Any = None) -> None:
             scan = self.current
             if scan is not None and scan.read is None:
                 scan.read = perf()
-            on_read(code)
+            on_read(code, read)
 
         def timed_show_outcome(outcome: Any) -> None:
             start = perf()
@@ -422,7 +425,7 @@ def kiosk_main(spec_path: str) -> int:
     from kiosk.ui.app import run_kiosk
 
     config = StationConfig.model_validate({
-        "site": spec["site"], "station": "bench-kiosk", "language": "vi",
+        "site": spec["site"], "station": KIOSK_STATION, "language": "vi",
         "mqtt": {"host": spec["host"], "port": spec["port"]},
         "session": {"request_timeout_s": spec["request_timeout_s"]},
         "ui": {"fullscreen": False, "width": 800, "height": 480,
@@ -862,6 +865,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         _say("creating and seeding the library database ...")
         library = prepare_library(workdir, "127.0.0.1", broker.port, None)
+        register_stations(library, [KIOSK_STATION])
         cycles = args.warmup_cycles + math.ceil(args.scans / SCANS_PER_CYCLE)
         plan = plan_cycles(library, cycles)
 

@@ -1,12 +1,16 @@
-"""What a station's session needs from the library: one request in, one reply out.
+"""What a station's session needs from the library: one request in, one answer out.
 
-The MQTT link (`kiosk/link.py`) is the production backend; the session never knows
-which transport carries its requests.
+The MQTT link (`kiosk/link.py`) answers live; the store-and-forward backend
+(`kiosk/offline.py`) wraps it and, while the library cannot be reached, answers from
+the station itself by its offline policy. The session never knows which transport
+carries its requests, only whether an answer is the server's or the station's.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -17,10 +21,39 @@ class BackendUnavailable(Exception):
     """The library could not be reached in time; the request may or may not have arrived."""
 
 
-class Backend(Protocol):
-    def request(self, op: Op, args: BaseModel, *, timeout: float | None = None) -> Reply:
-        """Send one request with a fresh id and wait for its reply.
+@dataclass(frozen=True)
+class AcceptedOffline:
+    """A write the station accepted while offline: it is committed to the outbox and
+    will reach the server, with this id and time, when the link returns. The server's
+    answer (and any conflict) comes later, to the librarian."""
 
-        Raises BackendUnavailable when no reply came within the timeout.
+    request_id: str
+    op: Op
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CachedPatron:
+    """A card the station knows from an earlier identify, answered offline.
+
+    No name, no class, no loans: only what serving offline needs.
+    """
+
+    patron: str  # what checkouts offline send as `patron`: the card as it was read
+    kind: Literal["student", "teacher", "staff"]
+    can_borrow: int
+    blocks: tuple[str, ...]
+
+
+Answer = Reply | AcceptedOffline | CachedPatron
+
+
+class Backend(Protocol):
+    def request(self, op: Op, args: BaseModel, *, timeout: float | None = None) -> Answer:
+        """Send one request with a fresh id and wait for its answer.
+
+        A live backend answers with the server's `Reply`; a store-and-forward one may
+        answer `AcceptedOffline` (a checkout or return) or `CachedPatron` (an identify).
+        Raises BackendUnavailable when the library cannot answer and nothing was accepted.
         """
         ...

@@ -7,37 +7,16 @@ import sys
 import threading
 from typing import TextIO
 
-from drivers.base import Scanner, StdinScanner, create_scanner
+from drivers.base import MultiScanner, Scanner, StdinScanner, create_scanner
 from kiosk.config import StationConfig
+from kiosk.devices import DeviceWatch
 from kiosk.headless import run_headless
+from kiosk.backend import Backend
 from kiosk.link import MqttLink
+from kiosk.offline import StoreAndForward, open_store_and_forward
+from kiosk.rfidpad import RfidPad
 
 log = logging.getLogger("thuvien.kiosk")
-
-
-def _watch_devices(scanner: Scanner, link: MqttLink, stop: threading.Event) -> None:
-    # Device health goes into the retained status whenever it changes.
-    while True:
-        link.set_device(scanner.name, scanner.state)
-        if stop.wait(1.0):
-            return
-
-
-class _DeviceWatch:
-    """Keeps the station's status in step with its devices while the station runs."""
-
-    def __init__(self, scanner: Scanner, link: MqttLink) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=_watch_devices, args=(scanner, link, self._stop),
-                                        name="device-watch", daemon=True)
-
-    def __enter__(self) -> _DeviceWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
 
 
 def _link(config: StationConfig) -> MqttLink:
@@ -45,22 +24,50 @@ def _link(config: StationConfig) -> MqttLink:
                     request_timeout=config.session.request_timeout_s)
 
 
+def _serving(link: MqttLink, forward: StoreAndForward | None) -> Backend:
+    # The session asks the store-and-forward backend when there is one: it answers
+    # live while it can, from the station by the [offline] policy when it cannot.
+    return forward if forward is not None else link
+
+
+def _with_card_reader(config: StationConfig, scanner: Scanner) -> Scanner:
+    # A patron-card reader (NFC) delivers its reads beside the barcode scanner's.
+    if config.devices.card is None:
+        return scanner
+    return MultiScanner([scanner, create_scanner(config.devices.card)])
+
+
+def _rfid_pad(config: StationConfig) -> RfidPad | None:
+    # A kiosk with an RFID pad: books laid on it are read as a stack, their security
+    # bits written after each confirmed loan or return. The runners start and stop it.
+    return RfidPad.from_config(config) if config.devices.rfid is not None else None
+
+
 def run_touch_station(config: StationConfig, stop: threading.Event) -> int:
     """Run the touch-screen kiosk until staff leave kiosk mode, restart it, or `stop`."""
     from kiosk.ui.app import run_kiosk  # Kivy only where there is a screen
 
     scanner = create_scanner(config.devices.scanner)
+    if scanner.type_key == "stdin" and config.devices.card is not None:
+        # The window reads a keyboard-wedge scanner by itself: the card reader is the
+        # only device left to start.
+        scanner = create_scanner(config.devices.card)
+    else:
+        scanner = _with_card_reader(config, scanner)
     link = _link(config)
+    forward = open_store_and_forward(config, link)
     # A short wait: the screen says "offline" by itself; no black screen at boot.
     link.start(wait=2)
+    if forward is not None:
+        forward.start()  # requests a killed station left in its outbox go first
+    pad = _rfid_pad(config)
+    # Keyboard-wedge scanners type into the window; there is no stream to watch.
+    devices = ([] if getattr(scanner, "type_key", "") == "stdin" else [scanner]) + ([pad] if pad else [])
     try:
-        if scanner.type_key == "stdin":
-            # Keyboard-wedge scanners type into the window; there is no stream to watch.
-            return run_kiosk(config, link, scanner, link=link, stop=stop)
-        with _DeviceWatch(scanner, link):
-            return run_kiosk(config, link, scanner, link=link, stop=stop)
+        with DeviceWatch(devices, link):
+            return run_kiosk(config, _serving(link, forward), scanner, link=link, stop=stop, rfid_pad=pad)
     finally:
-        link.stop()
+        _stop(link, forward)
 
 
 def run_station(config: StationConfig, stop: threading.Event, *,
@@ -71,13 +78,28 @@ def run_station(config: StationConfig, stop: threading.Event, *,
         scanner: Scanner = StdinScanner(stdin, name=scanner_config.name)
     else:
         scanner = create_scanner(scanner_config)
+    scanner = _with_card_reader(config, scanner)
     link = _link(config)
+    forward = open_store_and_forward(config, link)
     if not link.start(wait=10):
         log.warning("broker %s:%s not reachable yet; the station keeps trying",
                     config.mqtt.host, config.mqtt.port)
+    if forward is not None:
+        forward.start()
+    pad = _rfid_pad(config)
     try:
-        with _DeviceWatch(scanner, link):
-            run_headless(config, link, scanner, out=stdout or sys.stdout, stop=stop)
+        with DeviceWatch([scanner, *([pad] if pad else [])], link):
+            run_headless(config, _serving(link, forward), scanner, out=stdout or sys.stdout, stop=stop,
+                         rfid_pad=pad)
     finally:
-        link.stop()
+        _stop(link, forward)
     return 0
+
+
+def _stop(link: MqttLink, forward: StoreAndForward | None) -> None:
+    # The replay thread first: it must not send on a link that is going away.
+    if forward is not None:
+        forward.stop()
+    link.stop()
+    if forward is not None:
+        forward.close()

@@ -12,7 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.base import ScannerConfig, StdinScannerConfig
+from drivers.gpio import GpioConfig
 from drivers.printer import PrinterConfig
+from drivers.rfid.reader import reader_config_type
 from protocol.configfile import MqttConfig, load_toml_file
 from protocol.topics import SiteName, StationName
 
@@ -81,8 +83,104 @@ class VoiceConfig(_Section):
     sounds: bool = True
 
 
+class RfidConfig(_Section):
+    """The `[rfid]` table: what the library's RFID tags mean (ISO 28560)."""
+
+    # The security bit of library tags: the AFI on loan and in stock. 0xC2/0x07 is the
+    # ISO 28560 pair; older 3M installations use other pairs (set both to match).
+    afi_on_loan: int = Field(default=0xC2, ge=0, le=255)
+    afi_in_stock: int = Field(default=0x07, ge=0, le=255)
+    # Which data model the tags carry; "auto" tells ISO 28560-3 from -2 by DSFID and content.
+    data_model: Literal["auto", "28560-3", "28560-2"] = "auto"
+    # User data blocks read from each tag (ISO 28560-3 needs 32 bytes: 8 blocks of 4).
+    blocks: int = Field(default=8, ge=1, le=64)
+    # Seconds between two inventories of the reader's field.
+    poll_interval_s: float = Field(default=0.2, gt=0, le=10)
+    # A tag missing from this many seconds of inventories has left the field.
+    absent_after_s: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("afi_in_stock")
+    @classmethod
+    def _distinct(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+        if value == info.data.get("afi_on_loan"):
+            raise ValueError("afi_in_stock must differ from afi_on_loan")
+        return value
+
+
+class GateConfig(_Section):
+    """The `[gate]` table: a security gate (`kind = "gate"`)."""
+
+    # Seconds the alarm outputs stay on for one alarm.
+    alarm_s: float = Field(default=3.0, gt=0, le=60)
+    # Outputs of `[devices.gpio]` switched on by an alarm; names the board lacks are skipped.
+    alarm_outputs: list[str] = Field(default_factory=lambda: ["relay", "buzzer", "light_red"])
+    # The input of a people counter (a light barrier); none: the gate does not count.
+    counter_input: str | None = "counter"
+    # Seconds between two `gate.visitors` events (sent only when someone passed).
+    visitors_report_s: float = Field(default=300, ge=1)
+    # Tags whose AFI is neither the on-loan nor the in-stock value (a shop's, a transit
+    # card): "ignore" them, or "check" their data as if they were in stock.
+    foreign_tags: Literal["ignore", "check"] = "ignore"
+    # A tag with the in-stock AFI whose data cannot be read: alarm ("unreadable") or not.
+    alarm_unreadable: bool = True
+    # Seconds between two full `gate.sync`s besides those at each connection: the ledger
+    # names a returned copy by its accession number only, so a tag carrying another id
+    # of it leaves the on-loan set at the next sync.
+    resync_s: float = Field(default=900, ge=10)
+
+
+class ReturnboxConfig(_Section):
+    """The `[returnbox]` table: a return box (`kind = "returnbox"`)."""
+
+    # Seconds the green (returned) or red (not returned) light stays on.
+    feedback_s: float = Field(default=2.0, gt=0, le=60)
+    ok_output: str | None = "light_green"
+    fail_output: str | None = "light_red"
+    # The bin-full sensor of `[devices.gpio]`; none: the box cannot tell.
+    bin_full_input: str | None = "bin_full"
+    # The same barcode read again within this window is the same book still in the chute.
+    duplicate_window_s: float = Field(default=10.0, ge=0)
+
+
+class OfflineConfig(_Section):
+    """The `[offline]` table: what a station does while the library cannot be reached.
+
+    Accepted requests go to a durable outbox and are replayed, same ids, when the link
+    returns (kiosk/offline.py). Gates decide locally and never lend: they ignore it.
+    """
+
+    # "none": refuse everything offline; "returns": take returns only; checkouts too.
+    mode: Literal["none", "returns", "returns_and_checkouts"] = "returns"
+    # The outbox's SQLite file; default <state>/<station>/outbox.db where <state> is
+    # $STATE_DIRECTORY (systemd's StateDirectory=) or /var/lib/thuvien.
+    outbox_path: str | None = None
+    # Checkouts one reader may make offline until the outbox has been replayed.
+    max_checkouts_per_reader: int = Field(default=3, ge=0, le=100)
+    # Lend offline only to readers whose card this station saw online recently.
+    known_readers_only: bool = True
+    # The card cache (hashed cards, no names); default beside the outbox: cards.db.
+    card_cache_path: str | None = None
+    card_cache_size: int = Field(default=5000, ge=0, le=1_000_000)
+    card_cache_days: float = Field(default=30, gt=0, le=3650)
+    # How long a new write waits for the outbox to drain before it queues behind it.
+    drain_wait_s: float = Field(default=5.0, ge=0, le=300)
+    # Seconds to wait for each replayed request's reply, and the longest pause between
+    # two failed replay attempts (the pause doubles from 0.5 s, with jitter).
+    replay_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retry_max_s: float = Field(default=30.0, ge=0.1, le=3600)
+    # Replayed requests in flight at once: one station's requests reach the server in
+    # order (one client, one topic, QoS 1), so a window keeps their order.
+    replay_window: int = Field(default=32, ge=1, le=1000)
+
+
 class DevicesConfig(_Section):
-    scanner: ScannerConfig = Field(default_factory=StdinScannerConfig)
+    scanner: ScannerConfig = Field(default_factory=StdinScannerConfig)  # type: ignore[valid-type]
+    # A patron-card reader (NFC) beside the scanner; the station reads from both as one.
+    card: ScannerConfig | None = None  # type: ignore[valid-type]
+    # The HF RFID reader: a kiosk's pad, a gate's antennas, a return box's chute.
+    rfid: reader_config_type() | None = None  # type: ignore[valid-type]
+    # Named pins: a gate's relay, lights, buzzer and counter, a return box's sensors.
+    gpio: GpioConfig | None = None
     printer: PrinterConfig | None = None
 
 
@@ -97,6 +195,10 @@ class StationConfig(_Section):
     ui: UiConfig = Field(default_factory=UiConfig)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    rfid: RfidConfig = Field(default_factory=RfidConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    returnbox: ReturnboxConfig = Field(default_factory=ReturnboxConfig)
+    offline: OfflineConfig = Field(default_factory=OfflineConfig)
 
 
 def load(path: str) -> StationConfig:

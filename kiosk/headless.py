@@ -20,7 +20,9 @@ from drivers.base import Read, Scanner
 from kiosk.backend import Backend
 from kiosk.config import StationConfig
 from kiosk.messages import format_date, given_name, text
+from kiosk.rfidpad import PadNotice, PadRead, RfidPad, notice_text
 from kiosk.session import (
+    INCOMPLETE_SET,
     Ignored,
     InactivityWarning,
     ItemBorrowed,
@@ -63,9 +65,11 @@ def command_of(code: str) -> Command | None:
 
 # --- rendering -----------------------------------------------------------------------
 
-def _refusal(code: str, message: str | None, language: str) -> str:
+def _refusal(code: str, message: str | None, language: str, parts: int = 0) -> str:
     if message:
         return message  # the server's own sentence, already in the site's language
+    if code == INCOMPLETE_SET:
+        return text("rfid.incomplete_set", language, n=parts)
     if code == ErrorCode.INTERNAL:
         return text("server_bad_reply", language)
     try:
@@ -85,6 +89,16 @@ def render(outcome: Outcome, language: str = "vi") -> str:
         return text(key, language, **fields)
 
     match outcome:
+        case PatronIdentified(offline=True, kind=kind, can_borrow=n, blocks=blocks):
+            # Known from the card cache: no name to greet, no loans to list.
+            lines = [f"{WARN} {t('offline.hello')}"]
+            if blocks:
+                lines += [t(f"blocked.{kind}"), *_block_lines(blocks, language)]
+            else:
+                lines.append(t("offline.can_borrow", n=n) if n > 0 else t("offline.can_borrow_none"))
+                if n > 0:
+                    lines.append(t("prompt.scan_items"))
+            return "\n".join(lines)
         case PatronIdentified(name=name, kind=kind, loans=loans, can_borrow=n, blocks=blocks):
             hello = t(f"hello.{kind}", given_name=given_name(name))
             if blocks:
@@ -102,35 +116,50 @@ def render(outcome: Outcome, language: str = "vi") -> str:
             return "\n".join(lines)
         case PatronRefused(code=code, message=message):
             return f"{NO} {_refusal(code, message, language)}"
-        case ItemBorrowed(title=title, due=due):
+        case ItemBorrowed(offline=True, item=item):
+            return f"{OK} {t('item.borrowed_offline', item=item)}"
+        case ItemBorrowed(title=title, due=due) if due is not None:
             return f"{OK} {t('item.borrowed', title=title, due=format_date(due))}"
         case ItemRefused(item=item, blocks=blocks) if blocks:
             return "\n".join([f"{NO} {t('item.refused', item=item, message=t('item.refused_blocked'))}",
                               *_block_lines(blocks, language)])
-        case ItemRefused(item=item, code=code, message=message):
-            return f"{NO} {t('item.refused', item=item, message=_refusal(code, message, language))}"
+        case ItemRefused(item=item, code=code, message=message, parts=parts):
+            why = _refusal(code, message, language, parts)
+            return f"{NO} {t('item.refused', item=item, message=why)}"
         case ReturnModeStarted():
             return f"{INFO} {t('return.mode')}"
+        case ItemReturned(offline=True, item=item):
+            return f"{OK} {t('item.returned_offline', item=item)}"
         case ItemReturned(title=title, was_overdue=late, days_late=days):
             line = f"{OK} {t('item.returned', title=title)}"
             return f"{line}\n  {WARN} {t('item.returned_late', days=days)}" if late and days > 0 else line
-        case ReturnRefused(item=item, code=code, message=message):
-            return f"{NO} {t('return.refused', item=item, message=_refusal(code, message, language))}"
+        case ReturnRefused(item=item, code=code, message=message, parts=parts):
+            why = _refusal(code, message, language, parts)
+            return f"{NO} {t('return.refused', item=item, message=why)}"
         case NeedCard():
             return f"{WARN} {t('need_card')}"
         case Unreadable():
             return f"{NO} {t('unreadable')}"
+        case ServerUnreachable(can_return=True):
+            return f"{WARN} {t('server_unreachable_returns')}"
         case ServerUnreachable():
             return f"{WARN} {t('server_unreachable')}"
         case InactivityWarning(seconds_left=seconds):
             return f"{WARN} {t('inactivity', seconds=math.ceil(seconds))}"
-        case SessionEnded(reason=reason, mode="borrow", borrowed=borrowed):
-            lines = [t("summary.borrowed", n=len(borrowed)) if borrowed else t("summary.borrowed_none")]
+        case SessionEnded(reason=reason, mode="borrow", borrowed=borrowed, offline_borrowed=offline):
+            n = outcome.borrowed_count
+            lines = [t("summary.borrowed", n=n) if n else t("summary.borrowed_none")]
             lines += ["  • " + t("loan.line", title=b.title, due=format_date(b.due)) for b in borrowed]
+            lines += ["  • " + t("loan.line_offline", item=item) for item in offline]
+            if offline:
+                lines.append(f"{WARN} {t('summary.offline', n=len(offline))}")
             return "\n".join([*lines, t(f"ended.{reason}")])
-        case SessionEnded(reason=reason, returned=returned):
-            summary = t("summary.returned", n=len(returned)) if returned else t("summary.returned_none")
-            return f"{summary}\n{t(f'ended.{reason}')}"
+        case SessionEnded(reason=reason, offline_returned=offline):
+            n = outcome.returned_count
+            lines = [t("summary.returned", n=n) if n else t("summary.returned_none")]
+            if offline:
+                lines.append(f"{WARN} {t('summary.offline', n=len(offline))}")
+            return "\n".join([*lines, t(f"ended.{reason}")])
         case Ignored(reason="same_card"):
             return f"{INFO} {t('same_card')}"
         case Ignored():
@@ -149,11 +178,14 @@ def banner(station: str) -> str:
 # --- the runner ----------------------------------------------------------------------
 
 class _Printer:
-    def __init__(self, out: TextIO, language: str) -> None:
+    def __init__(self, out: TextIO, language: str, pad: RfidPad | None = None) -> None:
         self._out = out
         self._language = language
+        self._pad = pad
 
     def on_outcome(self, outcome: Outcome) -> None:
+        if self._pad is not None:
+            self._pad.on_outcome(outcome)  # queued: its AFI writes run on the pad's thread
         if lines := render(outcome, self._language):
             # A blank line after each session keeps one reader's lines apart from the next's.
             self.write(lines + "\n" if isinstance(outcome, SessionEnded) else lines)
@@ -170,16 +202,26 @@ def run_headless(config: StationConfig, backend: Backend, scanner: Scanner,
                  out: TextIO = sys.stdout, language: Literal["vi", "en"] | None = None, *,
                  stop: threading.Event | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 tick_interval: float = 0.5) -> None:
+                 tick_interval: float = 0.5,
+                 rfid_pad: RfidPad | None = None) -> None:
     """Serve readers from the terminal until `quit`, EOF, Ctrl-C or `stop` is set.
 
+    `rfid_pad`, when given, is started and stopped here: its reads join the scanner's,
+    its notices are printed, and it hears every outcome (to write the tags' AFI).
     Every way out ends the open session first, so no reader's data stays on screen.
     """
-    printer = _Printer(out, language or config.language)
+    language = language or config.language
+    printer = _Printer(out, language, rfid_pad)
     session = Session(backend, config.session, printer, clock)
     events: queue.Queue[object] = queue.Queue()
     printer.write(banner(config.station))
     scanner.start(events.put, lambda: events.put(_EOF))
+    if rfid_pad is not None:
+        try:
+            rfid_pad.start(events.put, on_notice=events.put)
+        except BaseException:
+            scanner.stop()
+            raise
     try:
         while stop is None or not stop.is_set():
             try:
@@ -189,7 +231,16 @@ def run_headless(config: StationConfig, backend: Backend, scanner: Scanner,
             if event is _EOF:
                 session.done()
                 break
-            if isinstance(event, Read):
+            if isinstance(event, PadNotice):
+                mark = OK if event.kind == "secured" else NO if event.kind == "ask_librarian" else WARN
+                printer.write(f"{mark} {notice_text(event, language)}")
+            elif isinstance(event, PadRead):
+                # A tag is never a typed command, whatever its item id spells.
+                if event.refusal is not None:
+                    session.refuse_item(event.code, event.refusal, parts=event.parts)
+                else:
+                    session.scan(event.code)
+            elif isinstance(event, Read):
                 command = command_of(event.code)
                 if command == "quit":
                     session.logout()
@@ -207,4 +258,6 @@ def run_headless(config: StationConfig, backend: Backend, scanner: Scanner,
         session.logout()
     finally:
         scanner.stop()
+        if rfid_pad is not None:
+            rfid_pad.stop()
     printer.write(text("bye", "vi") + "\n  " + text("bye", "en"))

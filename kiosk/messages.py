@@ -162,6 +162,42 @@ _ALL: tuple[Msg, ...] = (
     NPC_("warning.body", "The session ends in {seconds} second.",
          "The session ends in {seconds} seconds."),
     NC_("warning.stay", "I'm still here"),
+    # --- the return box (spoken: no screen) ---
+    NC_("returnbox.returned", "Returned: {title}. Thank you!"),
+    NC_("returnbox.not_returned", "This book was not returned: {reason} The librarian will check it."),
+    NC_("returnbox.unreadable", "This book could not be read. The librarian will check it."),
+    NC_("returnbox.offline",
+        "The library server cannot be reached. The librarian will return this book later."),
+    NC_("returnbox.set", "This book has several parts. The librarian will return it."),
+    NC_("returnbox.full", "The return box is full. Please return books at the library desk."),
+    # --- the kiosk's RFID pad (kiosk/rfidpad.py) ---
+    NC_("rfid.incomplete_set",
+        "This item has {n} parts. Please bring all of them to the library desk."),
+    NC_("rfid.unreadable",
+        "The tag of one book on the pad could not be read. Scan its barcode, or give it "
+        "to the librarian."),
+    NC_("rfid.put_back", "Please put \"{title}\" back on the pad for a moment."),
+    NC_("rfid.secured", "Thank you! \"{title}\" is ready."),
+    NC_("rfid.ask_librarian",
+        "\"{title}\" is done, but its security tag could not be set. Please show it to "
+        "the librarian."),
+    # --- offline: recorded at the station, confirmed by the library later (kiosk/offline.py) ---
+    NC_("offline.hello", "Hello! The library server cannot be reached, so this station works offline."),
+    NPC_("offline.can_borrow", "You can borrow {n} more book now; the library will confirm it.",
+         "You can borrow {n} more books now; the library will confirm them."),
+    NC_("offline.can_borrow_none", "No more books can be borrowed while the station is offline."),
+    NC_("item.borrowed_offline",
+        "Recorded offline: {item}. The library will confirm it and set the due date."),
+    NC_("item.returned_offline", "Return recorded offline: {item}. The library will confirm it. Thank you!"),
+    NPC_("summary.offline", "{n} book recorded offline: the library will confirm it.",
+         "{n} books recorded offline: the library will confirm them."),
+    NC_("loan.line_offline", "{item} - recorded offline, due date set by the library"),
+    NC_("server_unreachable_returns",
+        "The library server cannot be reached. You can still return books; borrowing must wait."),
+    NC_("ui.offline_mark", "Recorded offline"),
+    NC_("ui.due_by_library", "Due date: set by the library"),
+    NC_("returnbox.returned_offline",
+        "Recorded offline. The library will confirm the return. Thank you!"),
 )
 
 _BY_KEY: dict[str, Msg] = {message.context: message for message in _ALL if message.context}

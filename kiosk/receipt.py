@@ -79,7 +79,8 @@ class _Model(BaseModel):
 class BorrowedLine(_Model):
     title: OneLine
     accession_number: OneLine
-    due_on: dt.date
+    # None: recorded offline; the library sets the due date when the station replays it.
+    due_on: dt.date | None
 
 
 class ReturnedLine(_Model):
@@ -87,6 +88,7 @@ class ReturnedLine(_Model):
     accession_number: OneLine
     was_overdue: bool = False
     days_late: int = Field(default=0, ge=0)
+    offline: bool = False  # recorded offline: lateness is known once the library confirms
 
     @property
     def late(self) -> bool:
@@ -130,11 +132,16 @@ class Receipt(_Model):
         return cls(
             school_name=school_name, station=station, printed_at=printed_at,
             given_name=reader_name, footer=footer,
+            # Offline lines know only the code as read: no title, no due date yet.
             borrowed=tuple(BorrowedLine(title=r.title, accession_number=r.item, due_on=r.due)
-                           for r in ended.borrowed),
+                           for r in ended.borrowed)
+            + tuple(BorrowedLine(title="", accession_number=code, due_on=None)
+                    for code in ended.offline_borrowed),
             returned=tuple(ReturnedLine(title=r.title, accession_number=r.item,
                                         was_overdue=r.was_overdue, days_late=max(0, r.days_late))
-                           for r in ended.returned))
+                           for r in ended.returned)
+            + tuple(ReturnedLine(title="", accession_number=code, offline=True)
+                    for code in ended.offline_returned))
 
 
 # --- words -----------------------------------------------------------------------------
@@ -149,6 +156,10 @@ _WORDS: dict[str, dict[str, str]] = {
     "reader": {"vi": "Bạn đọc: {name}", "en": "Reader: {name}"},
     "accession": {"vi": "Số ĐKCB: {number}", "en": "Accession no.: {number}"},
     "due": {"vi": "Hạn trả: {due}", "en": "Due: {due}"},
+    "offline_due": {"vi": "Ghi nhận ngoại tuyến – thư viện sẽ đặt hạn trả",
+                    "en": "Recorded offline – the library will set the due date"},
+    "offline_return": {"vi": "Ghi nhận ngoại tuyến – thư viện sẽ xác nhận",
+                       "en": "Recorded offline – the library will confirm"},
     "on_time": {"vi": "Trả đúng hạn", "en": "Returned on time"},
     "late": {"vi": "Trả muộn", "en": "Returned late"},
     "late_days": {"vi": "Trả muộn {days} ngày", "en": "Returned {days} days late"},
@@ -201,13 +212,12 @@ def _layout(receipt: Receipt, language: str) -> list[_Line]:
         for i, b in enumerate(receipt.borrowed, 1):
             lines += [_Line("", "gap"), _Line(b.title or _w("untitled", language), number=f"{i}. "),
                       _Line(_w("accession", language, number=b.accession_number), "detail", True),
-                      _Line(_w("due", language, due=format_date(b.due_on)), "strong", True)]
+                      _Line(_due(b, language), "strong", True)]
     if receipt.returned:
         lines += [_Line(RULE, "rule"),
                   _Line(text("summary.returned", language, n=len(receipt.returned)), "strong")]
         for i, r in enumerate(receipt.returned, 1):
-            late = (_w("late_days", language, days=r.days_late) if r.days_late
-                    else _w("late", language) if r.late else _w("on_time", language))
+            late = _lateness(r, language)
             lines += [_Line("", "gap"), _Line(r.title or _w("untitled", language), number=f"{i}. "),
                       _Line(_w("accession", language, number=r.accession_number), "detail", True),
                       _Line(late, "strong" if r.late else "detail", True)]
@@ -353,6 +363,20 @@ def render_image(receipt: Receipt, language: str, width_dots: int) -> Image.Imag
 
 # --- the QR code ------------------------------------------------------------------------
 
+def _due(line: BorrowedLine, language: str) -> str:
+    if line.due_on is None:
+        return _w("offline_due", language)
+    return _w("due", language, due=format_date(line.due_on))
+
+
+def _lateness(line: ReturnedLine, language: str) -> str:
+    if line.offline:
+        return _w("offline_return", language)
+    if line.days_late:
+        return _w("late_days", language, days=line.days_late)
+    return _w("late", language) if line.late else _w("on_time", language)
+
+
 def qr_payload(receipt: Receipt, language: str = "vi") -> str:
     """What the on-screen QR code carries: the reader's catalogue page once there is one,
     until then the receipt as compact text (titles, numbers, due dates). No name."""
@@ -362,14 +386,15 @@ def qr_payload(receipt: Receipt, language: str = "vi") -> str:
     lines = [f"{receipt.school_name} · {receipt.station} · {when}"]
     if receipt.borrowed:
         lines.append(_w("qr.borrowed", language, n=len(receipt.borrowed)))
-        lines += [f"{b.title} · {b.accession_number} · {_w('qr.due', language, due=format_date(b.due_on))}"
+        lines += [f"{b.title or _w('untitled', language)} · {b.accession_number} · "
+                  + (_w("qr.due", language, due=format_date(b.due_on)) if b.due_on
+                     else _w("offline_due", language))
                   for b in receipt.borrowed]
     if receipt.returned:
         lines.append(_w("qr.returned", language, n=len(receipt.returned)))
         for r in receipt.returned:
-            late = (_w("late_days", language, days=r.days_late) if r.days_late
-                    else _w("late", language) if r.late else _w("on_time", language))
-            lines.append(f"{r.title} · {r.accession_number} · {late}")
+            lines.append(f"{r.title or _w('untitled', language)} · {r.accession_number} · "
+                         f"{_lateness(r, language)}")
     return "\n".join(lines)
 
 

@@ -16,6 +16,14 @@ the same book within seconds.
 
 SUMMARY lasts only while the listener receives `SessionEnded`; by then the session has
 already forgotten the reader, and it is IDLE again when the call returns.
+
+Offline (a store-and-forward backend answered from the station itself) the outcomes
+say so with `offline=True`: a reader known from the card cache has no name and no loans
+on screen; a book borrowed or returned offline is named by its code (the title is the
+server's to say), and a checkout has no due date (`due=None`): the library sets it when
+the request is replayed, by its calendar and rules, and the reader is told the library
+will confirm. `SessionEnded` lists what was recorded offline apart from what the server
+confirmed (`offline_borrowed`, `offline_returned`: the codes as read).
 """
 
 from __future__ import annotations
@@ -24,13 +32,13 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from kiosk.backend import Backend, BackendUnavailable
+from kiosk.backend import AcceptedOffline, Backend, BackendUnavailable, CachedPatron
 from kiosk.config import SessionConfig
 from protocol import (
     CheckoutArgs,
@@ -50,6 +58,10 @@ log = logging.getLogger("thuvien.kiosk.session")
 
 # The protocol's longest code; anything longer is a misread, not a card or a book.
 MAX_CODE_LENGTH = 128
+
+# A refusal decided at the station (`Session.refuse_item`), not by the server: an RFID
+# item in several parts (a book and its CD) whose parts are not all on the pad.
+INCOMPLETE_SET = "incomplete_set"
 
 
 class State(StrEnum):
@@ -74,6 +86,8 @@ class PatronIdentified:
     loans: tuple[LoanLine, ...]
     can_borrow: int
     blocks: tuple[str, ...]  # block codes; non-empty means nothing may be borrowed
+    # Answered by the station from its card cache: no name (""), no class, no loans.
+    offline: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,13 @@ class PatronRefused:
 @dataclass(frozen=True)
 class ItemBorrowed:
     item: str
-    title: str
-    due: dt.date
+    title: str  # offline: the code as read, the title being unknown here
+    due: dt.date | None  # None: recorded offline, the library sets the due date
     count: int  # items borrowed in this session so far
+    # The code as read, which may differ from the server's `item` ("TN00001" for
+    # "TN.00001"); it tells an RFID pad which tag to secure. Not part of equality.
+    code: str = field(default="", compare=False)
+    offline: bool = False  # recorded in the outbox: the library will confirm
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,7 @@ class ItemRefused:
     code: str
     message: str | None
     blocks: tuple[str, ...] = ()  # set when refused here because the reader is blocked
+    parts: int = 0  # with INCOMPLETE_SET: how many parts the item has
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,10 @@ class ItemReturned:
     was_overdue: bool
     days_late: int
     count: int  # items returned in this session so far
+    # The code as read, which may differ from the server's `item` ("TN00001" for
+    # "TN.00001"); it tells an RFID pad which tag to secure. Not part of equality.
+    code: str = field(default="", compare=False)
+    offline: bool = False  # recorded in the outbox: title and lateness unknown here
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,7 @@ class ReturnRefused:
     item: str
     code: str
     message: str | None
+    parts: int = 0  # with INCOMPLETE_SET: how many parts the item has
 
 
 @dataclass(frozen=True)
@@ -132,6 +156,7 @@ class Unreadable:
 @dataclass(frozen=True)
 class ServerUnreachable:
     op: Op
+    can_return: bool = False  # the station still takes returns offline
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,17 @@ class SessionEnded:
     mode: Literal["borrow", "return"]
     borrowed: tuple[CheckoutResult, ...] = ()
     returned: tuple[ReturnResult, ...] = ()
+    # Recorded offline, not yet confirmed by the library: the codes as read.
+    offline_borrowed: tuple[str, ...] = ()
+    offline_returned: tuple[str, ...] = ()
+
+    @property
+    def borrowed_count(self) -> int:
+        return len(self.borrowed) + len(self.offline_borrowed)
+
+    @property
+    def returned_count(self) -> int:
+        return len(self.returned) + len(self.offline_returned)
 
 
 @dataclass(frozen=True)
@@ -169,6 +205,11 @@ class _BadReply(Exception):
     """The server answered ok with a result that is not what the protocol promises."""
 
 
+def _can_return(exc: BackendUnavailable) -> bool:
+    # A store-and-forward backend says whether returns are still taken offline.
+    return bool(getattr(exc, "can_return", False))
+
+
 # --- the machine ---------------------------------------------------------------------
 
 class Session:
@@ -189,6 +230,8 @@ class Session:
         self._blocks: tuple[str, ...] = ()
         self._borrowed: list[CheckoutResult] = []
         self._returned: list[ReturnResult] = []
+        self._offline_borrowed: list[str] = []
+        self._offline_returned: list[str] = []
 
     # --- what a screen may show ---
 
@@ -242,6 +285,22 @@ class Session:
         self._forget_items()
         self._emit(ReturnModeStarted())
 
+    def refuse_item(self, item: str, code: str = INCOMPLETE_SET, *, parts: int = 0) -> None:
+        """An item the station itself will not lend or take back (an RFID set with parts
+        missing): refused like the server's refusals, with no message of its own, and
+        without asking the server. Before any card it is just an item read too early."""
+        item = item.strip()
+        if not item:
+            return
+        self._touch(self._clock())
+        if self._state is State.IDLE:
+            self._emit(NeedCard(item))
+        elif self._state is State.RETURNING:
+            self._emit(ReturnRefused(item, code, None, parts=parts))
+        else:
+            self._state = State.SCANNING
+            self._emit(ItemRefused(item, code, None, parts=parts))
+
     def done(self) -> None:
         if self._state in ACTIVE:
             self._end("done")
@@ -284,6 +343,11 @@ class Session:
         try:
             reply = self._backend.request(Op.PATRON_IDENTIFY, IdentifyArgs(card=card),
                                           timeout=self._config.request_timeout_s)
+            if isinstance(reply, CachedPatron):
+                self._identified_offline(card, reply)
+                return
+            if isinstance(reply, AcceptedOffline):
+                raise _BadReply("an identify cannot be accepted offline")
             if not reply.ok:
                 assert reply.error is not None
                 self._emit(PatronRefused(reply.error.code.value, reply.error.message))
@@ -291,7 +355,7 @@ class Session:
             result = self._result(reply, IdentifyResult)
         except BackendUnavailable as exc:
             log.warning("patron.identify: %s", exc)
-            self._emit(ServerUnreachable(Op.PATRON_IDENTIFY))
+            self._emit(ServerUnreachable(Op.PATRON_IDENTIFY, _can_return(exc)))
             return
         except _BadReply:
             self._emit(PatronRefused(ErrorCode.INTERNAL.value, None))
@@ -304,6 +368,17 @@ class Session:
             name=result.patron.name, kind=result.patron.kind, class_name=result.patron.class_,
             loans=tuple(result.loans), can_borrow=result.can_borrow, blocks=self._blocks))
 
+    def _identified_offline(self, card: str, cached: CachedPatron) -> None:
+        # Checkouts offline name the reader by the card as read: the server finds
+        # readers by card when the outbox is replayed.
+        self._card, self._blocks = card, cached.blocks
+        self._patron = PatronInfo(id=cached.patron, name="", kind=cached.kind)
+        self._state = State.PATRON
+        self._forget_items()
+        self._touch(self._clock())
+        self._emit(PatronIdentified(name="", kind=cached.kind, class_name=None, loans=(),
+                                    can_borrow=cached.can_borrow, blocks=cached.blocks, offline=True))
+
     def _checkout(self, item: str) -> None:
         assert self._patron is not None
         if self._blocks:
@@ -314,6 +389,13 @@ class Session:
             reply = self._backend.request(Op.LOAN_CHECKOUT, CheckoutArgs(patron=self._patron.id, item=item),
                                           timeout=self._config.request_timeout_s)
             self._state = State.SCANNING
+            if isinstance(reply, AcceptedOffline):
+                self._offline_borrowed.append(item)
+                self._touch(self._clock())
+                self._emit(ItemBorrowed(item, item, None, self._borrowed_count(), code=item, offline=True))
+                return
+            if isinstance(reply, CachedPatron):
+                raise _BadReply("a checkout is not answered by a card")
             if not reply.ok:
                 assert reply.error is not None
                 self._emit(ItemRefused(item, reply.error.code.value, reply.error.message))
@@ -321,19 +403,27 @@ class Session:
             result = self._result(reply, CheckoutResult)
         except BackendUnavailable as exc:
             log.warning("loan.checkout: %s", exc)
-            self._emit(ServerUnreachable(Op.LOAN_CHECKOUT))
+            self._emit(ServerUnreachable(Op.LOAN_CHECKOUT, _can_return(exc)))
             return
         except _BadReply:
             self._emit(ItemRefused(item, ErrorCode.INTERNAL.value, None))
             return
         self._borrowed.append(result)
         self._touch(self._clock())
-        self._emit(ItemBorrowed(result.item, result.title, result.due, len(self._borrowed)))
+        self._emit(ItemBorrowed(result.item, result.title, result.due, self._borrowed_count(), code=item))
 
     def _return(self, item: str) -> None:
         try:
             reply = self._backend.request(Op.LOAN_RETURN, ReturnArgs(item=item),
                                           timeout=self._config.request_timeout_s)
+            if isinstance(reply, AcceptedOffline):
+                self._offline_returned.append(item)
+                self._touch(self._clock())
+                self._emit(ItemReturned(item, item, False, 0, self._returned_count(), code=item,
+                                        offline=True))
+                return
+            if isinstance(reply, CachedPatron):
+                raise _BadReply("a return is not answered by a card")
             if not reply.ok:
                 assert reply.error is not None
                 self._emit(ReturnRefused(item, reply.error.code.value, reply.error.message))
@@ -341,7 +431,7 @@ class Session:
             result = self._result(reply, ReturnResult)
         except BackendUnavailable as exc:
             log.warning("loan.return: %s", exc)
-            self._emit(ServerUnreachable(Op.LOAN_RETURN))
+            self._emit(ServerUnreachable(Op.LOAN_RETURN, _can_return(exc)))
             return
         except _BadReply:
             self._emit(ReturnRefused(item, ErrorCode.INTERNAL.value, None))
@@ -349,16 +439,18 @@ class Session:
         self._returned.append(result)
         self._touch(self._clock())
         self._emit(ItemReturned(result.item, result.title, result.was_overdue, result.days_late,
-                                len(self._returned)))
+                                self._returned_count(), code=item))
 
     def _end(self, reason: EndReason) -> None:
         ended = SessionEnded(
             reason=reason,
             mode="return" if self._state is State.RETURNING else "borrow",
-            borrowed=tuple(self._borrowed), returned=tuple(self._returned))
+            borrowed=tuple(self._borrowed), returned=tuple(self._returned),
+            offline_borrowed=tuple(self._offline_borrowed), offline_returned=tuple(self._offline_returned))
         # Forget the reader before anyone is told: nothing personal outlives the session.
         self._card, self._patron, self._blocks = None, None, ()
         self._borrowed, self._returned = [], []
+        self._offline_borrowed, self._offline_returned = [], []
         self._warned_at = None
         self._forget_items()
         self._state = State.SUMMARY
@@ -368,6 +460,12 @@ class Session:
             self._state = State.IDLE
 
     # --- helpers ---
+
+    def _borrowed_count(self) -> int:
+        return len(self._borrowed) + len(self._offline_borrowed)
+
+    def _returned_count(self) -> int:
+        return len(self._returned) + len(self._offline_returned)
 
     def _result(self, reply: Reply, model: type[R]) -> R:
         try:

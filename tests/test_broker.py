@@ -304,7 +304,12 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
         subprocess.run([mosquitto_passwd, *flags, str(passwd), user, password], check=True)
 
     drop_in = CONF.read_text(encoding="utf-8")
-    drop_in = _rewrite(drop_in, r"^listener 1883$", f"listener {port} 127.0.0.1")
+    drop_in = _rewrite(drop_in, r"^listener 1883 127\.0\.0\.1$", f"listener {port} 127.0.0.1")
+    # Only the plain listener here: tests/e2e/test_broker_acl_e2e.py makes the
+    # certificates (docs/security.md) and tests the TLS one.
+    drop_in, tls_blocks = re.subn(r"^listener 8883$.*?^tls_version tlsv1\.2$\n", "", drop_in,
+                                  flags=re.M | re.S)
+    assert tls_blocks == 1, f"expected one TLS listener block in {CONF.name}"
     drop_in = _rewrite(drop_in, r"^password_file /etc/mosquitto/thuvien\.passwd$", f"password_file {passwd}")
     drop_in = _rewrite(drop_in, r"^acl_file /etc/mosquitto/thuvien\.acl$", f"acl_file {acl}")
     conf_d = tmp_path / "conf.d"

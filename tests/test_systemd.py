@@ -14,6 +14,8 @@ UNITS = REPO / "systemd"
 SERVER = UNITS / "thuvien-server.service"
 STATION = UNITS / "thuvien-station@.service"
 KIOSK = UNITS / "thuvien-kiosk@.service"
+BACKUP = UNITS / "thuvien-backup.service"
+BACKUP_TIMER = UNITS / "thuvien-backup.timer"
 REAL_BINARY = "/opt/thuvien/.venv/bin/thuvien"
 
 
@@ -69,6 +71,32 @@ def test_station_instance_verifies(tmp_path: Path) -> None:
 
 def test_kiosk_instance_verifies(tmp_path: Path) -> None:
     verify(copy_for_verify(KIOSK, tmp_path, "thuvien-kiosk@kiosk-1.service"))
+
+
+def test_backup_service_and_timer_verify(tmp_path: Path) -> None:
+    copy_for_verify(BACKUP, tmp_path)
+    timer = tmp_path / BACKUP_TIMER.name
+    timer.write_text(BACKUP_TIMER.read_text(encoding="utf-8"), encoding="utf-8")
+    verify(tmp_path / BACKUP.name)
+    verify(timer)  # finds the service it starts beside it
+
+
+def test_backup_runs_nightly_as_thuvien() -> None:
+    s = settings(BACKUP)
+    assert s["Service.Type"] == ["oneshot"]
+    assert s["Service.ExecStart"] == [f"{REAL_BINARY} backup --config /etc/thuvien/server.toml"]
+    assert s["Service.User"] == ["thuvien"]
+    assert s["Service.StateDirectory"] == ["thuvien"]
+    assert s["Service.ProtectSystem"] == ["strict"]
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
+        assert s[f"Service.{key}"] == ["yes"]
+    assert "Service.Restart" not in s  # a failed night shows as failed; the next night retries
+    t = settings(BACKUP_TIMER)
+    assert t["Timer.Persistent"] == ["true"]
+    assert t["Timer.OnCalendar"] == ["*-*-* 02:30:00"]
+    assert t["Timer.RandomizedDelaySec"] == ["1h"]
+    assert t["Timer.Unit"] == ["thuvien-backup.service"]
+    assert t["Install.WantedBy"] == ["timers.target"]
 
 
 def test_kiosk_draws_on_the_console_without_a_desktop() -> None:

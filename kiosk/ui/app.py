@@ -22,6 +22,7 @@ from protocol import Command
 from protocol.models import DeviceState
 
 if TYPE_CHECKING:
+    from kiosk.rfidpad import RfidPad
     from kiosk.ui.kiosk_app import KioskApp
 
 log = logging.getLogger("thuvien.kiosk.ui")
@@ -70,7 +71,8 @@ def run_kiosk(config: StationConfig, backend: Backend, scanner: Scanner, *,
               announcer: Announcer | None = None,
               printer: Any | None = None,
               clock: Callable[[], float] = time.monotonic,
-              on_ready: Callable[[KioskApp], None] | None = None) -> int:
+              on_ready: Callable[[KioskApp], None] | None = None,
+              rfid_pad: RfidPad | None = None) -> int:
     """Run the touch screen until staff leave kiosk mode or restart it, or `stop` is set.
 
     `backend` answers the session's requests (the MQTT link in production); `link`, when
@@ -80,7 +82,9 @@ def run_kiosk(config: StationConfig, backend: Backend, scanner: Scanner, *,
     scanner is not started: keyboard-wedge scanners type into the window instead.
     `announcer` defaults to `kiosk.voice.Voice` (silent if it cannot start); `printer`
     to the one in `[devices.printer]`. `on_ready(app)` is called on the UI thread once
-    the first screen is up (tests, screenshots).
+    the first screen is up (tests, screenshots). `rfid_pad`, when given, is a second
+    input beside `scanner` (started and stopped here) and hears every outcome, to write
+    the tags' AFI.
 
     Returns the process's exit code: EXIT_OK (0) when stopped or when staff leave
     kiosk mode, EXIT_RESTART (75) when staff choose "restart".
@@ -94,7 +98,7 @@ def run_kiosk(config: StationConfig, backend: Backend, scanner: Scanner, *,
 
     app = KioskApp(config, backend, scanner, link=link, announcer=announcer,
                    voice_state=voice_state, receipts=ReceiptDesk(config, printer), stop=stop,
-                   clock=clock, on_ready=on_ready)
+                   clock=clock, on_ready=on_ready, rfid_pad=rfid_pad)
     try:
         app.run()
     finally:

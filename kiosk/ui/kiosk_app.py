@@ -33,6 +33,7 @@ from kiosk.backend import Backend
 from kiosk.config import StationConfig
 from kiosk.i18n import LANGUAGES, language_of
 from kiosk.messages import text
+from kiosk.rfidpad import PadNotice, PadRead, RfidPad
 from kiosk.ui import screens as sc
 from kiosk.ui import widgets
 from kiosk.ui.announcer import Announcer, Chime, VoiceState
@@ -71,11 +72,13 @@ class KioskApp(App):
                  link: Any | None, announcer: Announcer, voice_state: VoiceState,
                  receipts: ReceiptDesk, stop: threading.Event | None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_ready: Callable[[KioskApp], None] | None = None) -> None:
+                 on_ready: Callable[[KioskApp], None] | None = None,
+                 rfid_pad: RfidPad | None = None) -> None:
         super().__init__()
         self.station = config
         self.link = link
         self.scanner = scanner
+        self.rfid_pad = rfid_pad  # a second input beside the scanner, and an outcome listener
         self.announcer = announcer
         self.voice_state = voice_state
         self.receipts = receipts
@@ -86,7 +89,8 @@ class KioskApp(App):
         self.school_name = config.ui.school_name
         self.logo = config.ui.logo or ""
         self._on_ready = on_ready
-        self._inbox: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Delivery | PadNotice] = queue.SimpleQueue()
+        self._backend = backend
         self.worker = SessionWorker(backend, config.session, self._post, clock=clock)
         self.wedge = WedgeDecoder(config.ui.scanner_max_key_interval_ms / 1000,
                                   accept_typed=config.ui.accept_typed)
@@ -139,6 +143,8 @@ class KioskApp(App):
             log.info("scanner %s: keyboard input is read from the window", self.scanner.name)
         else:
             self.scanner.start(self._scanner_read, self._scanner_ended)
+        if self.rfid_pad is not None:
+            self.rfid_pad.start(self._scanner_read, on_notice=self._pad_notice)
         if self.link is not None:
             self._previous_on_command = self.link.on_command
             self.link.on_command = self._link_command
@@ -153,6 +159,8 @@ class KioskApp(App):
         if self.warning is not None:
             self.warning.stop()
         self.scanner.stop()
+        if self.rfid_pad is not None:
+            self.rfid_pad.stop()
         self.worker.stop()
         if self.link is not None:
             self.link.on_command = self._previous_on_command
@@ -211,8 +219,13 @@ class KioskApp(App):
             self.root.ids.screens.current = name
         return screen
 
+    @property
+    def serves_offline(self) -> bool:
+        # A store-and-forward backend keeps the station serving by its offline policy.
+        return bool(getattr(self._backend, "serves_offline", False))
+
     def go_home(self) -> None:
-        if self.locked or not self.online:
+        if self.locked or (not self.online and not self.serves_offline):
             oos = self.go("out_of_service")
             oos.reason = "locked" if self.locked else "offline"  # type: ignore[attr-defined]
         else:
@@ -270,17 +283,17 @@ class KioskApp(App):
 
     # --- inputs -----------------------------------------------------------------------
 
-    def _scanner_read(self, read: Read) -> None:  # the scanner's thread
-        Clock.schedule_once(partial(self._read_on_ui, read.code))
+    def _scanner_read(self, read: Read) -> None:  # the scanner's (or the RFID pad's) thread
+        Clock.schedule_once(partial(self._read_on_ui, read))
 
     def _scanner_ended(self) -> None:  # the scanner's thread
         log.warning("scanner %s stopped delivering reads", self.scanner.name)
 
-    def _read_on_ui(self, code: str, _dt: float = 0) -> None:
-        self.on_read(code)
+    def _read_on_ui(self, read: Read, _dt: float = 0) -> None:
+        self.on_read(read.code, read)
 
-    def on_read(self, code: str) -> None:
-        """One code from any scanner (driver or keyboard wedge), on the UI thread."""
+    def on_read(self, code: str, read: Read | None = None) -> None:
+        """One code from any scanner (driver, keyboard wedge or RFID pad), on the UI thread."""
         code = code.strip()
         if not code:
             return
@@ -298,7 +311,10 @@ class KioskApp(App):
             return
         if current == "summary":
             self.presenter.finish_summary(said=True)  # the next reader is here
-        self.worker.scan(code)
+        if isinstance(read, PadRead) and read.refusal is not None:
+            self.worker.refuse_item(code, read.refusal, read.parts)
+        else:
+            self.worker.scan(code)
 
     def _on_key_down(self, _window: Any, key: int, _scancode: int, _codepoint: str | None,
                      _modifiers: list[str]) -> bool:
@@ -353,7 +369,13 @@ class KioskApp(App):
     # --- outcomes ---------------------------------------------------------------------
 
     def _post(self, delivery: Delivery) -> None:  # the worker's thread
+        if self.rfid_pad is not None:
+            self.rfid_pad.on_outcome(delivery)  # queued: AFI writes run on the pad's thread
         self._inbox.put(delivery)
+        Clock.schedule_once(self._drain)
+
+    def _pad_notice(self, notice: PadNotice) -> None:  # the RFID pad's thread
+        self._inbox.put(notice)
         Clock.schedule_once(self._drain)
 
     def _drain(self, _dt: float = 0) -> None:
@@ -367,7 +389,7 @@ class KioskApp(App):
             except Exception:
                 log.exception("could not show %r", delivery)
 
-    def show_outcome(self, outcome: Delivery) -> None:
+    def show_outcome(self, outcome: Delivery | PadNotice) -> None:
         self.presenter.show(outcome)
         if isinstance(outcome, SessionEnded):
             self._collect()  # the reader has left: 6-16 ms nobody waits for
@@ -404,12 +426,16 @@ class KioskApp(App):
             elif self._disconnected_since is None:
                 self._disconnected_since = now
             elif self.online and now - self._disconnected_since >= OFFLINE_AFTER_S:
-                log.warning("the link is down: showing the offline screen")
                 self.online = False
-                if self.active:
-                    self.worker.logout()
-                if self.current not in sc.STAFF_SCREENS:
-                    self.go_home()
+                if self.serves_offline:
+                    # The session goes on; what it accepts is recorded in the outbox.
+                    log.warning("the link is down: serving by the offline policy")
+                else:
+                    log.warning("the link is down: showing the offline screen")
+                    if self.active:
+                        self.worker.logout()
+                    if self.current not in sc.STAFF_SCREENS:
+                        self.go_home()
         if (self.current in sc.STAFF_SCREENS
                 and now - self._last_touch >= self.station.session.idle_timeout_s):
             self.leave_staff()

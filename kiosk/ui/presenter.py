@@ -17,6 +17,7 @@ from kivy.clock import Clock
 from kivy.core.image import Image as CoreImage
 
 from kiosk.messages import format_date, given_name, text
+from kiosk.rfidpad import NOTICE_TONE, PadNotice, notice_text
 from kiosk.session import (
     Ignored,
     InactivityWarning,
@@ -51,7 +52,7 @@ class Presenter:
 
     # --- outcomes -----------------------------------------------------------------------
 
-    def show(self, outcome: Delivery) -> None:
+    def show(self, outcome: Delivery | PadNotice) -> None:
         app = self.app
         language = app.language
         t = partial(text, language=language)
@@ -62,15 +63,20 @@ class Presenter:
                 app.screen("reader").show(outcome)  # type: ignore[attr-defined]
                 app.screen("scanning").start(outcome)  # type: ignore[attr-defined]
                 app.go("reader")
-                hello = t(f"hello.{outcome.kind}", given_name=app.reader_name)
+                hello = (t("offline.hello") if outcome.offline
+                         else t(f"hello.{outcome.kind}", given_name=app.reader_name))
                 self.speak(f"{hello} {sc.status_sentence(outcome, language)}",
                            "attention" if outcome.blocks else "ok")
             case PatronRefused(code=code, message=message):
                 self.notify(sc.why(code, message, language), "error", chime="error")
-            case ItemBorrowed():
+            case ItemBorrowed(offline=True):
                 app.screen("scanning").add(outcome)  # type: ignore[attr-defined]
                 app.go("scanning")
-                self.speak(t("item.borrowed", title=outcome.title, due=format_date(outcome.due)), "ok")
+                self.speak(t("item.borrowed_offline", item=outcome.item), "ok")
+            case ItemBorrowed(due=due) if due is not None:
+                app.screen("scanning").add(outcome)  # type: ignore[attr-defined]
+                app.go("scanning")
+                self.speak(t("item.borrowed", title=outcome.title, due=format_date(due)), "ok")
             case ItemRefused():
                 app.screen("scanning").add(outcome)  # type: ignore[attr-defined]
                 app.go("scanning")
@@ -80,6 +86,10 @@ class Presenter:
                 app.screen("return").start()  # type: ignore[attr-defined]
                 app.go("return")
                 self.speak(t("return.mode"), None)
+            case ItemReturned(offline=True):
+                app.screen("return").add(outcome)  # type: ignore[attr-defined]
+                app.go("return")
+                self.speak(t("item.returned_offline", item=outcome.item), "ok")
             case ItemReturned():
                 app.screen("return").add(outcome)  # type: ignore[attr-defined]
                 app.go("return")
@@ -88,16 +98,17 @@ class Presenter:
                 if late:
                     sentence += " " + t("item.returned_late", days=outcome.days_late)
                 self.speak(sentence, "attention" if late else "ok")
-            case ReturnRefused(code=code, message=message):
+            case ReturnRefused(code=code, message=message, parts=parts):
                 app.screen("return").add(outcome)  # type: ignore[attr-defined]
                 app.go("return")
-                self.speak(sc.why(code, message, language), "error")
+                self.speak(sc.why(code, message, language, parts), "error")
             case NeedCard():
                 self.notify(t("need_card"), "warn", chime="attention")
             case Unreadable():
                 self.notify(t("unreadable"), "error", chime="error")
-            case ServerUnreachable():
-                self.notify(t("server_unreachable"), "warn", chime="error")
+            case ServerUnreachable(can_return=can_return):
+                self.notify(t("server_unreachable_returns" if can_return else "server_unreachable"),
+                            "warn", chime="error")
             case InactivityWarning(seconds_left=seconds):
                 self.warn(seconds)
             case SessionEnded():
@@ -108,6 +119,9 @@ class Presenter:
                 pass  # a scanner's repeat: the reader saw the first read's answer
             case StaffLogin():
                 self._staff_answer(outcome)
+            case PadNotice(kind=kind):
+                tone, chime = NOTICE_TONE[kind]
+                self.notify(notice_text(outcome, language), tone, chime=chime)  # type: ignore[arg-type]
 
     def _session_ended(self, ended: SessionEnded) -> None:
         app = self.app
@@ -121,19 +135,23 @@ class Presenter:
         if ended.reason == "new_card":
             return  # the next reader's greeting follows at once
         language = app.language
-        if ended.mode == "borrow" and ended.reason == "done" and ended.borrowed:
+        if ended.mode == "borrow" and ended.reason == "done" and ended.borrowed_count:
             summary: sc.SummaryScreen = app.screen("summary")  # type: ignore[assignment]
             summary.show(ended, name)
             app.go("summary")
             self._end_summary_in(SUMMARY_SECONDS)
-            self.speak(f"{summary.title}. {text('summary.question', language)}", "ok")
+            offline = (f" {text('summary.offline', language, n=len(ended.offline_borrowed))}"
+                       if ended.offline_borrowed else "")
+            self.speak(f"{summary.title}.{offline} {text('summary.question', language)}", "ok")
             return
         # Timed out or logged out: the next person at the station sees no titles or names.
         if ended.mode == "return":
-            first = (text("summary.returned", language, n=len(ended.returned)) if ended.returned
+            first = (text("summary.returned", language, n=ended.returned_count) if ended.returned_count
                      else text("summary.returned_none", language))
-        elif ended.borrowed:
-            first = text("summary.borrowed", language, n=len(ended.borrowed)).rstrip(":") + "."
+            if ended.offline_returned:
+                first += " " + text("summary.offline", language, n=len(ended.offline_returned))
+        elif ended.borrowed_count:
+            first = text("summary.borrowed", language, n=ended.borrowed_count).rstrip(":") + "."
         else:
             first = text("summary.borrowed_none", language)
         app.go_home()

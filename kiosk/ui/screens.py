@@ -30,6 +30,7 @@ from kivy.uix.screenmanager import Screen, ScreenManager
 
 from kiosk.messages import block_reason, format_date, given_name, refusal, text
 from kiosk.session import (
+    INCOMPLETE_SET,
     ItemBorrowed,
     ItemRefused,
     ItemReturned,
@@ -55,10 +56,12 @@ def tr(key: str, **fields: object) -> str:
     return text(key, _app().language, **fields)
 
 
-def why(code: str, message: str | None, language: str) -> str:
+def why(code: str, message: str | None, language: str, parts: int = 0) -> str:
     """Why the library said no. The server's sentence is in the station's own language
     and often more precise ("only 2 children's books at a time"); a reader who switched
     to the other language gets our words for the error code instead."""
+    if code == INCOMPLETE_SET:  # refused here, by the RFID pad: no server sentence
+        return text("rfid.incomplete_set", language, n=parts)
     same_language = language == _app().station.language
     return refusal(code, message if same_language else None, language)
 
@@ -124,7 +127,9 @@ class ReaderScreen(KioskScreen):
         p = self.patron
         if p is None:
             return
-        self.greeting = tr(f"hello.{p.kind}", given_name=given_name(p.name))
+        # Offline, the card cache knows no name: a greeting that says the station is offline.
+        self.greeting = (tr("offline.hello") if p.offline
+                         else tr(f"hello.{p.kind}", given_name=given_name(p.name)))
         self.class_line = tr("reader.class", class_name=p.class_name) if p.class_name else ""
         self.blocked = bool(p.blocks)
         # The screen says "scan each book" beside its picture; the voice says it all at once.
@@ -142,7 +147,7 @@ class ReaderScreen(KioskScreen):
                 detail=(tr("reader.due", due=format_date(loan.due))
                         + (f"  ·  {tr('reader.overdue')}" if loan.overdue else "")),
                 detail_tone="error" if loan.overdue else "none"))
-        if not p.loans:
+        if not p.loans and not p.offline:  # offline the loans are unknown, not none
             loans.add_widget(ItemRow(tone="none", title=tr("reader.no_loans")))
 
 
@@ -150,6 +155,11 @@ def status_sentence(p: PatronIdentified, language: str, prompt: bool = True) -> 
     """What the reader may do now: borrow n more (and scan them), or why not."""
     if p.blocks:
         return text(f"blocked.{p.kind}", language)
+    if p.offline:
+        if p.can_borrow > 0:
+            sentence = text("offline.can_borrow", language, n=p.can_borrow)
+            return f"{sentence} {text('prompt.scan_items', language)}" if prompt else sentence
+        return text("offline.can_borrow_none", language)
     if p.can_borrow > 0:
         sentence = text(f"can_borrow.{p.kind}", language, n=p.can_borrow)
         return f"{sentence} {text('prompt.scan_items', language)}" if prompt else sentence
@@ -205,6 +215,9 @@ class ScanningScreen(KioskScreen):
 
 def borrow_row(outcome: ItemBorrowed | ItemRefused, language: str) -> ItemRow:
     if isinstance(outcome, ItemBorrowed):
+        if outcome.offline or outcome.due is None:
+            return ItemRow(tone="warn", title=f"{text('ui.offline_mark', language)}: {outcome.item}",
+                           detail=text("ui.due_by_library", language), detail_tone="warn")
         return ItemRow(tone="ok", title=outcome.title,
                        detail=text("reader.due", language, due=format_date(outcome.due)))
     return ItemRow(tone="error", title=f"{text('scanning.refused', language)}: {outcome.item}",
@@ -214,7 +227,7 @@ def borrow_row(outcome: ItemBorrowed | ItemRefused, language: str) -> ItemRow:
 def refused_reason(outcome: ItemRefused, language: str) -> str:
     if outcome.blocks:
         return text("item.refused_blocked", language)
-    return why(outcome.code, outcome.message, language)
+    return why(outcome.code, outcome.message, language, outcome.parts)
 
 
 class ReturnScreen(KioskScreen):
@@ -255,6 +268,10 @@ class ReturnScreen(KioskScreen):
 
 
 def return_row(outcome: ItemReturned | ReturnRefused, language: str) -> ItemRow:
+    if isinstance(outcome, ItemReturned) and outcome.offline:
+        return ItemRow(tone="warn", title=f"{text('ui.offline_mark', language)}: {outcome.item}",
+                       detail=text("item.returned_offline", language, item=outcome.item),
+                       detail_tone="warn")
     if isinstance(outcome, ItemReturned):
         late = outcome.was_overdue and outcome.days_late > 0
         return ItemRow(tone="warn" if late else "ok", title=outcome.title,
@@ -262,7 +279,8 @@ def return_row(outcome: ItemReturned | ReturnRefused, language: str) -> ItemRow:
                                else text("return.on_time", language)),
                        detail_tone="warn" if late else "ok")
     return ItemRow(tone="error", title=f"{text('return.not_returned', language)}: {outcome.item}",
-                   detail=why(outcome.code, outcome.message, language), detail_tone="error")
+                   detail=why(outcome.code, outcome.message, language, outcome.parts),
+                   detail_tone="error")
 
 
 class SummaryScreen(KioskScreen):
@@ -300,12 +318,15 @@ class SummaryScreen(KioskScreen):
         if self.ended is None:
             return
         language = _app().language
-        self.title = tr("summary.borrowed", n=len(self.ended.borrowed)).rstrip(":")
+        self.title = tr("summary.borrowed", n=self.ended.borrowed_count).rstrip(":")
         books = self.ids.books
         books.clear_widgets()
         for b in self.ended.borrowed:
             books.add_widget(ItemRow(tone="ok", title=b.title,
                                      detail=text("reader.due", language, due=format_date(b.due))))
+        for item in self.ended.offline_borrowed:
+            books.add_widget(ItemRow(tone="warn", title=f"{text('ui.offline_mark', language)}: {item}",
+                                     detail=text("ui.due_by_library", language), detail_tone="warn"))
         key = self._STATUS.get(self.mode)
         self.status = tr(key) if key else ""
 

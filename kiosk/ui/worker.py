@@ -70,6 +70,10 @@ class SessionWorker:
     def start_return(self) -> None:
         self._queue.put(("start_return",))
 
+    def refuse_item(self, code: str, reason: str, parts: int = 0) -> None:
+        """An item the station refuses by itself (an RFID set with parts missing)."""
+        self._queue.put(("refuse_item", code, reason, parts))
+
     def done(self) -> None:
         self._queue.put(("done",))
 
@@ -127,6 +131,8 @@ class SessionWorker:
                 self._session.scan(code)
             case ("start_return",):
                 self._session.start_return()
+            case ("refuse_item", code, reason, parts):
+                self._session.refuse_item(code, reason, parts=parts)
             case ("done",):
                 self._session.done()
             case ("logout",):

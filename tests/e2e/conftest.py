@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from kiosk.link import MqttLink
 from protocol.configfile import MqttConfig
 from server import db
+from server import stations as registry
 from server.app import RunningServer, start_server
 from server.config import ServerConfig
 from server.models import LedgerEntry
@@ -28,12 +29,28 @@ class Library:
     broker: MosquittoBroker
     links: list[MqttLink] = field(default_factory=list)
 
-    def station(self, name: str = "kiosk-1") -> MqttLink:
-        link = MqttLink(self.config.site, name, "kiosk",
+    def register(self, name: str, kind: str) -> None:
+        """Register `name` as a station of `kind`; the running server sees it at once."""
+        registry.register(self.server.engine, name, kind)
+        self.server.service.stations.invalidate()
+
+    def station(self, name: str = "kiosk-1", kind: str | None = None) -> MqttLink:
+        """A connected station link; with `kind`, `name` is registered as that kind first
+        (without, a name not registered yet becomes a kiosk)."""
+        if kind is not None or registry.get(self.server.engine, name) is None:
+            self.register(name, kind or "kiosk")
+        link = MqttLink(self.config.site, name, kind or "kiosk",
                         MqttConfig(host="127.0.0.1", port=self.broker.port), request_timeout=5.0)
         assert link.start(wait=10), "the station could not connect to the broker"
         self.links.append(link)
         return link
+
+    def lend(self, item: str, patron: str = "HS-2025-0001") -> None:
+        """A checkout at kiosk-1, as a reader would make it."""
+        from protocol import CheckoutArgs, Op
+
+        reply = self.station("kiosk-1").request(Op.LOAN_CHECKOUT, CheckoutArgs(patron=patron, item=item))
+        assert reply.ok, reply
 
     def ledger_count(self) -> int:
         with db.session_factory(self.server.engine)() as session:
@@ -103,9 +120,30 @@ class RawClient:
     def next(self, timeout: float = 5.0) -> tuple[str, bytes, bool]:
         return self.messages.get(timeout=timeout)
 
+    def next_alert(self, type_: str, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+        """The next alert of `type_` on the alert topic (others are skipped)."""
+        from protocol import Alert, parse_model
+
+        deadline = time.monotonic() + timeout
+        while True:
+            _topic, payload, _retained = self.next(timeout=max(0.01, deadline - time.monotonic()))
+            alert = parse_model(Alert, payload)
+            if alert.type == type_:
+                return alert
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@pytest.fixture
+def alerts(library: Library, raw: Callable[[str], RawClient]) -> RawClient:
+    """What the staff page sees: the site's alert topic."""
+    from protocol import topics
+
+    client = raw("staff-page")
+    client.subscribe(topics.alert(library.config.site))
+    return client
 
 
 @pytest.fixture

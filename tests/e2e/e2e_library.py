@@ -7,6 +7,7 @@ import datetime as dt
 from protocol.configfile import MqttConfig
 from clocks import WallClock
 from server import db
+from server import stations as registry
 from server.config import (
     CalendarConfig,
     CirculationConfig,
@@ -21,6 +22,16 @@ from server.models import Copy, CopyStatus, Reader, ReaderStatus, Title
 VN = dt.timezone(dt.timedelta(hours=7))
 # Saturday 21 November 2026, 09:00 in Hà Nội: the suite's "now" unless a test moves it.
 START = dt.datetime(2026, 11, 21, 9, 0, tzinfo=VN)
+
+# The stations the suite's tests run, registered in every library (the server serves
+# registered stations only); `Library.station(name, kind)` registers any other.
+STATIONS: tuple[tuple[str, str], ...] = (
+    *((f"kiosk-{n}", "kiosk") for n in (*range(1, 10), "a", "b", "rfid")),
+    *((f"gate-{n}", "gate") for n in range(1, 10)),
+    *((f"returnbox-{n}", "returnbox") for n in range(1, 4)),
+    ("hand", "kiosk"), ("junk", "kiosk"),  # raw MQTT clients playing a kiosk
+    *((f"desk-{n}", "desk") for n in range(1, 4)),
+)
 
 
 def library_config(site: str, url: str, port: int) -> ServerConfig:
@@ -82,4 +93,6 @@ def fill(url: str) -> None:
                              barcode=f"{kind}{number:05d}", price=45000))
         session.add(Copy(title_id=dictionary.id, kind="TK", accession_number="TK.00003",
                          barcode="TK00003", status=CopyStatus.REFERENCE))
+    for name, kind in STATIONS:
+        registry.register(engine, name, kind, now=created)
     engine.dispose()

@@ -178,3 +178,114 @@ def test_demo_opens_the_touch_kiosk_where_there_is_a_screen(tmp_path, raw_status
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+class _Watch:
+    """Everything published under a topic filter on a broker, from now on, kept in order."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.log: list[tuple[str, dict]] = []
+        self._changed = threading.Condition()
+        subscribed = threading.Event()
+
+        def on_message(_c, _u, m) -> None:  # type: ignore[no-untyped-def]
+            with self._changed:
+                self.log.append((m.topic, json.loads(m.payload) if m.payload else {}))
+                self._changed.notify_all()
+
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def wait_for(self, wanted, timeout: float = 20.0) -> dict:  # type: ignore[no-untyped-def]
+        """The first message so far, or to come, that `wanted(topic, body)` accepts."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for topic, body in self.log:
+                    if wanted(topic, body):
+                        return body
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = "\n".join(f"{topic} {body}" for topic, body in self.log)
+                    pytest.fail(f"the message waited for did not come; seen:\n{seen}")
+                self._changed.wait(left)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_demo_runs_a_gate_and_a_return_box_beside_the_kiosk(tmp_path) -> None:
+    """As the banner says: a book walked through the gate unlent alarms; a lent one passes and
+    is then returned in the return box, all with `thuvien sim` from another terminal."""
+    from thuvien.broker import free_port
+
+    port, web_port = free_port(), free_port()
+    folder = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thuvien.cli", "demo", "--dir", str(folder),
+         "--broker", "mosquitto", "--port", str(port), "--headless", "--web-port", str(web_port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    watch = None
+
+    def sim(*words: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "thuvien.cli", "sim", "--dir", str(folder), *words],
+                              capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    try:
+        banner = _read_until(process, "Ctrl-C")
+        assert "thuvien sim" in banner and "gate-1" in banner and "returnbox-1" in banner
+        # The demo serves the catalogue and the staff pages too, as its banner says.
+        import urllib.parse
+        import urllib.request
+
+        assert f"http://127.0.0.1:{web_port}/staff" in banner
+        query = urllib.parse.urlencode({"q": "de men phieu luu ky"})
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/?{query}", timeout=10) as page:
+            assert page.status == 200 and "Dế Mèn phiêu lưu ký" in page.read().decode("utf-8")
+        card = re.findall(r"^\s+(HS-\d{4}-\d{4})\s", banner, re.MULTILINE)[0]
+        books = [code for code, _title in re.findall(r"^\s+(TN\d{5})\s+\[TN\]\s+(.+)$", banner, re.MULTILINE)]
+        watch = _Watch(port, "thuvien/v1/thcs-demo/#")
+        watch.wait_for(lambda t, b: t.endswith("/gate-1/status") and b.get("devices", {}).get("rfid") == "ok")
+        watch.wait_for(lambda t, b: t.endswith("/returnbox-1/status") and b.get("state") == "online")
+
+        # A book nobody borrowed walks out: the gate alarms and the librarian gets an alert.
+        sim("gate-1", "pass", books[1])
+        alert = watch.wait_for(lambda t, b: t.endswith("/alert") and b.get("type") == "gate.alarm")
+        assert alert["data"]["item"] == books[1] and alert["data"]["title"] in alert["message"]
+
+        # Borrowed at the kiosk, the same kind of walk passes; then the book goes back in the box.
+        process.stdin.write(f"{card}\n{books[0]}\n".encode())  # type: ignore[union-attr]
+        process.stdin.flush()  # type: ignore[union-attr]
+        _read_until(process, "Hạn trả")
+        sim("gate-1", "pass", books[0], "0.5")
+        sim("returnbox-1", "put", books[0])
+        reply = watch.wait_for(lambda t, b: t.endswith("/returnbox-1/reply"))
+        # The server answers with the accession number as the register writes it (TN.00315).
+        assert reply["ok"] and reply["result"]["item"].replace(".", "") == books[0]
+        entry = watch.wait_for(lambda t, b: t.endswith("/ledger") and b.get("op") == "return")
+        assert entry["station"] == "returnbox-1" and entry["item"] == reply["result"]["item"]
+        # The walk of the lent book raised nothing: the only gate alarm was the first one.
+        alarms = [body for topic, body in watch.log if topic.endswith("/alert")]
+        assert [a["data"]["item"] for a in alarms] == [books[1]]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if watch is not None:
+            watch.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not (folder / "sim" / "gate-1.sock").exists()  # the stations cleaned up

@@ -296,7 +296,9 @@ def test_simulated_scanner_twin() -> None:
 
 def test_every_registered_scanner_is_reachable_from_config() -> None:
     adapter = TypeAdapter(ScannerConfig)
-    assert set(SCANNERS) == {"stdin", "simulated"}
-    for key, driver in SCANNERS.items():
+    # The drivers of real devices need a port or a path: tests/drivers/test_registry.py.
+    assert {"stdin", "simulated"} <= set(SCANNERS)
+    for key in ("stdin", "simulated"):
+        driver = SCANNERS[key]
         scanner = create_scanner(adapter.validate_python({"type": key, "name": "front"}))
         assert type(scanner) is driver and scanner.name == "front"

@@ -18,7 +18,6 @@ from kiosk import receipt as receipt_module
 from kiosk.receipt import (
     BorrowedLine,
     Receipt,
-    ReturnedLine,
     print_receipt,
     qr_payload,
     qr_png,
@@ -138,6 +137,20 @@ def test_only_the_given_name_goes_on_paper() -> None:
     assert "Nguyễn Văn" not in text and "Văn" not in text
     assert "An" not in qr_payload(borrowing()).split()  # not even the given name in the QR
     assert Receipt(school_name="x", station="y", printed_at=AT, given_name="  ").given_name is None
+
+
+def test_offline_lines_say_the_library_will_confirm() -> None:
+    ended = SessionEnded(reason="done", mode="borrow", borrowed=ended_borrowing().borrowed[:1],
+                         offline_borrowed=("TN00204",), offline_returned=("TK00387",))
+    receipt = Receipt.from_session(ended, school_name=SCHOOL, station="kiosk-1", printed_at=AT)
+    lines = render_lines(receipt, "vi")
+    assert "Lần này đã mượn 2 cuốn:" in lines
+    assert lines[lines.index("2. (không rõ tên sách)") + 1:][:2] == [
+        "   Số ĐKCB: TN00204", "   Ghi nhận ngoại tuyến – thư viện sẽ đặt hạn trả"]
+    assert "   Ghi nhận ngoại tuyến – thư viện sẽ xác nhận" in lines
+    payload = qr_payload(receipt, "en")
+    assert "TN00204 · Recorded offline – the library will set the due date" in payload
+    assert "TK00387 · Recorded offline – the library will confirm" in payload
 
 
 def test_return_lines_say_late_or_not() -> None:

@@ -51,6 +51,7 @@ class Context:
     args: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
     exiting: bool = False
+    rfid: Any = None  # the SimulatedPad of the kiosk's RFID pad, with {"rfid": true}
 
     def expect_exit(self, code: int) -> None:
         """The scenario ends the app itself, with `code`."""
@@ -82,6 +83,15 @@ def main() -> int:
                     request_timeout=config.session.request_timeout_s)
     link.start(wait=args.get("link_wait", 10))
     scanner, voice, printer = SimulatedScanner(), RecordingVoice(), SimulatedPrinter()
+    rfid_pad, rfid_tags = None, None
+    if args.get("rfid"):
+        from drivers.rfid.simulated import SimulatedPad, SimulatedRfidReader
+        from kiosk.config import RfidConfig
+        from kiosk.rfidpad import RfidPad
+
+        rfid_tags = SimulatedPad()
+        rfid_pad = RfidPad(SimulatedRfidReader(rfid_tags),
+                           RfidConfig(poll_interval_s=0.05, absent_after_s=0.3))
     scenario = getattr(ui_scenarios, args["scenario"])
     report: dict[str, Any] = {"expected_exit": 0}
 
@@ -89,7 +99,7 @@ def main() -> int:
         from kiosk.ui.pilot import Pilot  # now that the window is open, with our settings
 
         pilot = Pilot(app)
-        ctx = Context(pilot, app, scanner, voice, printer, link, args, report)
+        ctx = Context(pilot, app, scanner, voice, printer, link, args, report, rfid=rfid_tags)
 
         def body() -> None:
             try:
@@ -105,7 +115,7 @@ def main() -> int:
 
     try:
         code = run_kiosk(config, link, scanner, link=link, announcer=voice, printer=printer,
-                         on_ready=ready)
+                         on_ready=ready, rfid_pad=rfid_pad)
     finally:
         link.stop()
     report["exit"] = code

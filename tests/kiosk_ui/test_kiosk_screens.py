@@ -7,7 +7,6 @@ window) and checks here what the library recorded.
 from __future__ import annotations
 
 
-import pytest
 
 from kiosk.link import MqttLink
 from protocol import CheckoutArgs, Op
@@ -83,3 +82,10 @@ def test_typed_codes_are_reads_where_the_config_accepts_them(ui_library, run_kio
 def test_every_button_is_a_large_enough_touch_target(ui_library, run_kiosk_scenario) -> None:
     report = run_kiosk_scenario("touch_targets", ui_library)
     assert report["buttons"] >= 40
+
+
+def test_a_stack_on_the_rfid_pad_is_lent_and_locked(ui_library, run_kiosk_scenario) -> None:
+    report = run_kiosk_scenario("rfid_pad", ui_library, rfid=True)
+    assert report["afi"] == [0xC2, 0xC2, 0x07]
+    assert sorted(ui_library.ledger()) == [("checkout", "TN00001", "HS-2025-0001", "kiosk-1", None),
+                                           ("checkout", "TN00002", "HS-2025-0001", "kiosk-1", None)]

@@ -399,3 +399,36 @@ def touch_targets(ctx: Context) -> None:
     assert checked >= 40, checked  # the language toggle on each screen, the keypad, ...
     assert not small, small
     ctx.report["buttons"] = checked
+
+
+def rfid_pad(ctx: Context) -> None:
+    """A card, two books and one part of a two-part set laid on the RFID pad at once."""
+    from drivers.rfid.simulated import SimulatedTag
+    from drivers.rfid.tagdata import TagData, Usage, encode_tag
+    from kiosk.messages import text
+
+    def tag(uid: str, item: str, usage: Usage = Usage.LOANABLE, parts: int = 1) -> SimulatedTag:
+        memory = bytearray(28 * 4)
+        data = encode_tag(TagData("28560-3", usage, item, parts, 1, "VN", "VN-THCS01"))
+        memory[:len(data)] = data
+        return SimulatedTag(uid=uid, afi=0x07, memory=memory)
+
+    p, pad = ctx.pilot, ctx.rfid
+    p.wait_screen("idle")
+    books = [tag("E004015000000101", "TN00001"), tag("E004015000000102", "TN00002")]
+    part = tag("E004015000000103", "GK00001", parts=2)
+    pad.place(*books, part, tag("E004015000000100", AN, Usage.PATRON_CARD))
+    p.wait_screen("scanning")
+    refusal = text("rfid.incomplete_set", "vi", n=2)
+    shows(ctx, "Đã mượn: 2 cuốn", "Chưa mượn được: GK00001", refusal)
+    said(ctx, refusal)
+    p.wait_for(lambda: [pad.tag(b.uid).afi for b in books] == [0xC2, 0xC2],
+               what="both books' AFI on loan")
+    assert pad.tag(part.uid).afi == 0x07
+
+    press(ctx, "scanning", "done")
+    p.wait_screen("summary")
+    shows(ctx, "Lần này đã mượn 2 cuốn")
+    press(ctx, "summary", "finish")
+    p.wait_screen("idle")
+    ctx.report["afi"] = [pad.tag(t.uid).afi for t in (*books, part)]
