@@ -1,0 +1,1 @@
+"""Importers: readers and catalogue from the files schools already have."""
