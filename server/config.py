@@ -142,6 +142,55 @@ class StationsConfig(_Section):
     clock_skew_alert_seconds: float = Field(default=120.0, gt=0)
 
 
+SchoolLevel = Literal["preschool", "primary", "lower_secondary", "upper_secondary"]
+
+
+class AccessionKind(_Section):
+    """One kind of copy with its ĐKCB prefix: GK.00001, TK.00001, ..."""
+
+    prefix: str = Field(pattern=r"^[A-Z]{1,8}$")
+    name_vi: str
+    name_en: str
+    # Teaching equipment (thiết bị dạy học) is lent through the same ledger as books.
+    material: Literal["book", "equipment"] = "book"
+    # Copies of this kind go in the textbook register (sổ đăng ký sách giáo khoa).
+    textbook: bool = False
+
+
+def _default_kinds() -> list[AccessionKind]:
+    return [
+        AccessionKind(prefix="GK", name_vi="Sách giáo khoa", name_en="Textbooks", textbook=True),
+        AccessionKind(prefix="TK", name_vi="Sách tham khảo", name_en="Reference books"),
+        AccessionKind(prefix="NV", name_vi="Sách nghiệp vụ", name_en="Teachers' professional books"),
+        AccessionKind(prefix="TN", name_vi="Sách thiếu nhi", name_en="Children's books"),
+        AccessionKind(prefix="TB", name_vi="Thiết bị dạy học", name_en="Teaching equipment",
+                      material="equipment"),
+    ]
+
+
+class LibraryConfig(_Section):
+    # The school's level(s): a multi-level school lists each (Thông tư 16 minimums are
+    # per level).
+    levels: list[SchoolLevel] = Field(default_factory=lambda: ["lower_secondary"], min_length=1)
+    # ĐKCB numbers: prefix, separator, running number with this many digits (TK.00045).
+    accession_separator: str = Field(default=".", max_length=1, pattern=r"^[.\-/]?$")
+    accession_digits: int = Field(default=5, ge=3, le=8)
+    kinds: list[AccessionKind] = Field(default_factory=_default_kinds, min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_prefixes(self) -> LibraryConfig:
+        prefixes = [kind.prefix for kind in self.kinds]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError(f"a ĐKCB prefix is listed twice in library.kinds: {prefixes}")
+        return self
+
+    def kind(self, prefix: str) -> AccessionKind | None:
+        return next((kind for kind in self.kinds if kind.prefix == prefix), None)
+
+    def accession_number(self, prefix: str, running: int) -> str:
+        return f"{prefix}{self.accession_separator}{running:0{self.accession_digits}d}"
+
+
 class ServerConfig(_Section):
     version: Literal[1] = 1
     site: SiteName
@@ -154,6 +203,7 @@ class ServerConfig(_Section):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     stations: StationsConfig = Field(default_factory=StationsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    library: LibraryConfig = Field(default_factory=LibraryConfig)
 
 
 def load(path: str) -> ServerConfig:

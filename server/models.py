@@ -128,6 +128,8 @@ class Title(Base):
     subject: Mapped[str | None] = mapped_column(String(200))     # môn loại
     call_number: Mapped[str | None] = mapped_column(String(64))  # ký hiệu xếp giá
     language: Mapped[str] = mapped_column(String(8), default="vie")
+    # "book" or "equipment" (thiết bị dạy học: lent to teachers through the same ledger).
+    material: Mapped[str] = mapped_column(String(16), default="book", server_default="book")
 
     copies: Mapped[list[Copy]] = relationship(back_populates="title")
 
@@ -147,8 +149,108 @@ class Copy(Base):
     location: Mapped[str | None] = mapped_column(String(100))
     price: Mapped[int | None] = mapped_column(BigInteger)  # đồng
     acquired_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The phiếu nhập it came in with (None for copies from before thuvien kept receipts).
+    receipt_id: Mapped[int | None] = mapped_column(ForeignKey("receipts.id"), index=True)
+    # Weeding: the decision that withdrew it and why (mất, rách nát, ...); never deleted.
+    withdrawal_id: Mapped[int | None] = mapped_column(ForeignKey("withdrawals.id"), index=True)
+    withdrawal_reason: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(300))  # the "ghi chú" column of the ĐKCB register
 
     title: Mapped[Title] = relationship(back_populates="copies")
+
+
+class AcquisitionSource(StrEnum):
+    """Nguồn cấp of an intake."""
+
+    BOUGHT = "bought"               # Trường tự mua
+    DISTRICT = "district"           # PGD cấp phát
+    PROVINCE = "province"           # SGD cấp phát
+    DONATED = "donated"             # Biếu tặng
+    OTHER = "other"                 # Khác
+
+
+class Receipt(Base):
+    """Phiếu nhập: one intake of copies; a line of part I of the general register.
+
+    `number` is the general register's running number (số thứ tự vào sổ): it is never
+    reset, not at a new school year either.
+    """
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    receipt_no: Mapped[str] = mapped_column(String(32))      # the paper's "số phiếu"
+    received_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    source: Mapped[str] = mapped_column(String(16))          # AcquisitionSource
+    source_detail: Mapped[str | None] = mapped_column(String(200))  # the supplier, the donor
+    note: Mapped[str | None] = mapped_column(String(300))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class AccessionCounter(Base):
+    """The last ĐKCB running number handed out per kind prefix (GK, TK, ...): never reset,
+    so a withdrawn copy's number is never given to another."""
+
+    __tablename__ = "accession_counters"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class WithdrawalReason(StrEnum):
+    LOST = "lost"                   # mất
+    WORN = "worn"                   # rách nát
+    OUTDATED = "outdated"           # lạc hậu
+    PESTS = "pests"                 # mối mọt
+    OLD_CURRICULUM = "old_curriculum"  # chương trình cũ
+
+
+class Withdrawal(Base):
+    """Thanh lý: one weeding round under a numbered decision; a line of part II of the
+    general register. Its copies keep their rows (status withdrawn)."""
+
+    __tablename__ = "withdrawals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)  # running number in part II
+    decision_no: Mapped[str] = mapped_column(String(64))       # số quyết định
+    decided_on: Mapped[dt.date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(String(300))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class Stocktake(Base):
+    """Kiểm kê: one stocktake from start to close; closed, a line of part III of the
+    general register with its counts."""
+
+    __tablename__ = "stocktakes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)  # running number in part III
+    name: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    started_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    # At close: {"present": n, "missing": n, "misplaced": n, "on_loan": n, "value_missing": đ, ...}
+    result: Mapped[dict | None] = mapped_column(JSON)
+
+
+class StocktakeScan(Base):
+    """One copy seen during a stocktake, where (the shelf scanned) and by what."""
+
+    __tablename__ = "stocktake_scans"
+    __table_args__ = (UniqueConstraint("stocktake_id", "copy_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stocktake_id: Mapped[int] = mapped_column(ForeignKey("stocktakes.id"), index=True)
+    copy_id: Mapped[int] = mapped_column(ForeignKey("copies.id"))
+    shelf: Mapped[str | None] = mapped_column(String(100))   # the location being counted
+    station: Mapped[str | None] = mapped_column(String(64))  # a kiosk, the desk, a hand reader
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class Loan(Base):
@@ -350,5 +452,6 @@ __all__ = [
     "Alert", "Base", "Copy", "CopyStatus", "LedgerEntry", "LedgerOp", "Loan",
     "ProcessedRequest", "Reader", "ReaderKind", "ReaderStatus", "StationEvent", "Title",
     "Visit", "StaffRole", "StaffUser", "StaffSession", "LoginThrottle",
-    "ReaderSession",
+    "ReaderSession", "AcquisitionSource", "Receipt", "AccessionCounter", "WithdrawalReason",
+    "Withdrawal", "Stocktake", "StocktakeScan",
 ]
