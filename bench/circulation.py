@@ -111,7 +111,7 @@ def prepare_library(workdir: Path, host: str, port: int, synchronous: str | None
     from server.seed import seed_demo
     from thuvien.demo import school_year_start, server_toml
 
-    text = server_toml(workdir / "library.db", port)
+    text = server_toml(workdir / "library.db", port, web_port=None)
     text = re.sub(r'(?m)^site = ".*"$', 'site = "thcs-bench"', text, count=1)
     text = text.replace('host = "127.0.0.1"', f'host = "{host}"', 1)
     if synchronous:

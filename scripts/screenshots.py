@@ -54,7 +54,7 @@ def _library(folder: Path, port: int) -> tuple[Any, MovableClock, dict[str, Any]
     from server.seed import STAFF_CARD, STAFF_PIN, seed_demo
     from thuvien.demo import DEMO_SITE, school_year_start, server_toml
 
-    config = load_toml(server_toml(folder / "demo.db", port), "demo server.toml", ServerConfig)
+    config = load_toml(server_toml(folder / "demo.db", port, web_port=None), "demo server.toml", ServerConfig)
     db.upgrade(config.database.url)
     engine = db.make_engine(config.database.url)
     sample = seed_demo(db.session_factory(engine), school_year_start=school_year_start())

@@ -311,15 +311,19 @@ def capture(samples: Samples, pages: list[Page], sizes: list[str], languages: li
     from playwright.sync_api import Error
 
     with sync_playwright() as playwright:
-        for attempt in range(3):
-            # Debian's Chromium now and then traps while starting on a loaded machine.
+        for attempt in range(1, 6):
+            # Debian's Chromium now and then traps (SIGTRAP) while starting on a loaded
+            # machine; back-to-back tries have failed together, so each waits longer.
             try:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                                      headless=True)
                 break
-            except Error:
-                if attempt == 2:
+            except Error as exc:
+                if attempt == 5:
                     raise
+                print(f"chromium did not start (try {attempt} of 5): {str(exc).splitlines()[0]}",
+                      file=sys.stderr, flush=True)
+                time.sleep(2 ** (attempt - 1))
         try:
             for size in sizes:
                 width, height = (int(v) for v in size.split("x"))

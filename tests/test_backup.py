@@ -48,7 +48,7 @@ def demo(tmp_path: Path, _demo_bytes: bytes) -> tuple[Path, ServerConfig]:
     """A seeded demo database and its server config (as `thuvien demo` writes it)."""
     path = tmp_path / "thuvien.db"
     path.write_bytes(_demo_bytes)
-    text = server_toml(path, 1883)
+    text = server_toml(path, 1883, web_port=None)
     config_path = tmp_path / "server.toml"
     config_path.write_text(text, encoding="utf-8")
     return path, load_toml(text, str(config_path), ServerConfig)

@@ -40,8 +40,17 @@ DEMO_ADMIN, DEMO_ADMIN_PASSWORD = "thuthu", "thuvien-demo"
 DEMO_READER_PIN = "1234"
 
 
+def _web_section(web_port: int | None) -> str:
+    if web_port is None:
+        return "[web]\nenabled = false\n"
+    return ("[web]\n# The staff pages and the catalogue, on this machine only.\n"
+            f"enabled = true\nhost = \"127.0.0.1\"\nport = {web_port}\n")
+
+
 def server_toml(database: Path, port: int, today: dt.date | None = None, *,
-                web_port: int = 8080) -> str:
+                web_port: int | None = 8080) -> str:
+    """The demo server's config; `web_port=None` leaves the web off (benchmarks and tests
+    that start servers side by side must not all want the same port)."""
     start = school_year_start(today)
     end = dt.date(start.year + 1, 5, 31)
     tet = TET.get(start.year + 1, dt.date(start.year + 1, 2, 1))
@@ -62,12 +71,7 @@ url = "sqlite:///{database.resolve()}"
 host = "127.0.0.1"
 port = {port}
 
-[web]
-# The staff pages and the catalogue, on this machine only.
-enabled = true
-host = "127.0.0.1"
-port = {web_port}
-
+{_web_section(web_port)}
 [circulation]{policies}
 [calendar]
 timezone = "Asia/Ho_Chi_Minh"

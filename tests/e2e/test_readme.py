@@ -69,7 +69,7 @@ def demo_server(mosquitto, tmp_path):  # type: ignore[no-untyped-def]
     from server.seed import seed_demo
     from thuvien.demo import school_year_start, server_toml
 
-    text = server_toml(tmp_path / "demo.db", mosquitto.port)
+    text = server_toml(tmp_path / "demo.db", mosquitto.port, web_port=None)
     config = load_toml(text, "demo server.toml", ServerConfig)
     db.upgrade(config.database.url)
     engine = db.make_engine(config.database.url)

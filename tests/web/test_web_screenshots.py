@@ -64,7 +64,7 @@ def test_one_page_on_a_phone_from_the_running_library(tmp_path: Path) -> None:
     # keep Playwright's own event loop in this one.
     run = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--pages", "reader-loans",
                           "--sizes", "390x844", "--languages", "en"],
-                         capture_output=True, text=True, timeout=120, cwd=SCRIPT.parents[1])
+                         capture_output=True, text=True, timeout=240, cwd=SCRIPT.parents[1])
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reader-loans-390x844-en.png"]
     with Image.open(tmp_path / "reader-loans-390x844-en.png") as image:
