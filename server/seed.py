@@ -19,7 +19,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server import sample_data as data
 from server import stations
-from server.models import Copy, CopyStatus, Reader, ReaderKind, ReaderStatus, Title
+from server.models import (
+    AccessionCounter,
+    AcquisitionSource,
+    Copy,
+    CopyStatus,
+    Reader,
+    ReaderKind,
+    ReaderStatus,
+    Receipt,
+    Title,
+)
 from server.pins import hash_pin
 
 GRADES: tuple[int, ...] = (6, 7, 8, 9)
@@ -126,7 +136,13 @@ def seed_demo(sessions: sessionmaker[Session], *, school_year_start: dt.date,
             insert(Title).returning(Title.id, sort_by_parameter_order=True),
             [plan.row for plan in titles]).all()
         copies = _plan_copies(rng, titles, list(title_ids), school_year_start)
+        _file_receipts(session, random.Random(rng_seed + 1), copies)
         session.execute(insert(Copy), copies)
+        counters: dict[str, int] = {}
+        for row in copies:
+            counters[row["kind"]] = counters.get(row["kind"], 0) + 1
+        session.execute(insert(AccessionCounter), [{"kind": kind, "last": last}
+                                                   for kind, last in sorted(counters.items())])
         session.execute(insert(Reader), readers)
     register_demo_stations(sessions)
     return _summary(titles, list(title_ids), copies, readers)
@@ -351,6 +367,32 @@ def _plan_copies(rng: random.Random, plans: list[_TitlePlan], title_ids: list[in
         row["barcode"] = row["accession_number"].replace(".", "")
         ordered.append(row)
     return ordered
+
+
+def _file_receipts(session: Session, rng: random.Random, copies: list[dict[str, Any]]) -> None:
+    """The phiếu nhập the sample copies came with: one per month of intake, textbooks
+    (delivered by the district office) apart from what the school bought or was given.
+    Each copy's date becomes its receipt's, as the register has it."""
+    groups: dict[tuple[int, int, bool], list[dict[str, Any]]] = {}
+    for row in copies:
+        day: dt.date = row["acquired_on"]
+        groups.setdefault((day.year, day.month, row["kind"] == "GK"), []).append(row)
+    created = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    for number, key in enumerate(sorted(groups), start=1):
+        rows = groups[key]
+        received_on = min(row["acquired_on"] for row in rows)
+        textbooks = key[2]
+        source = AcquisitionSource.DISTRICT if textbooks else (
+            AcquisitionSource.DONATED if rng.random() < 0.15 else AcquisitionSource.BOUGHT)
+        detail = {AcquisitionSource.DISTRICT: "Phòng Giáo dục và Đào tạo",
+                  AcquisitionSource.DONATED: "Hội Cha mẹ học sinh",
+                  AcquisitionSource.BOUGHT: "Nhà sách Fahasa"}[source]
+        receipt_id = session.execute(insert(Receipt).returning(Receipt.id), {
+            "number": number, "receipt_no": f"{number:03d}/PN-{received_on.year}",
+            "received_on": received_on, "source": source.value, "source_detail": detail,
+            "created_by": "seed", "created_at": created}).scalar_one()
+        for row in rows:
+            row["receipt_id"], row["acquired_on"] = receipt_id, received_on
 
 
 def _set_aside(rng: random.Random, rows: list[dict[str, Any]], plans: list[_TitlePlan],
