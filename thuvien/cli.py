@@ -16,6 +16,7 @@ from pathlib import Path
 
 from protocol.configfile import ConfigError
 from thuvien import imports as record_imports
+from thuvien import reports_cli
 from thuvien import stations as station_admin
 from thuvien import users as user_admin
 
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     station_admin.add_parser(sub)  # station add | list | remove | acl
     user_admin.add_parser(sub)  # user add | list | passwd
     record_imports.add_parser(sub)  # import readers | catalogue; export catalogue
+    reports_cli.add_parser(sub)  # report NAME | list
 
     devices = sub.add_parser("devices", help="list the devices attached to this machine")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
