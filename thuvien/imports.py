@@ -12,7 +12,9 @@ import sys
 from typing import Any
 
 
-def _sessions(config_path: str) -> tuple[Any, Any]:
+def open_library(config_path: str) -> tuple[Any, Any]:
+    """(engine, sessionmaker) for the server config at `config_path`; refuses a database
+    that is not at the newest schema. Every records command opens the library this way."""
     from server import db
     from server.config import load
 
@@ -34,7 +36,7 @@ def cmd_import_readers(args: argparse.Namespace) -> int:
     from server.importers.readers import ReaderImportError, import_readers
     from server.importers.teachers import import_teachers
 
-    engine, sessions = _sessions(args.config)
+    engine, sessions = open_library(args.config)
     now = dt.datetime.now(dt.timezone.utc)
     try:
         if args.what == "teachers":
@@ -58,7 +60,7 @@ def cmd_import_readers(args: argparse.Namespace) -> int:
 def cmd_import_catalogue(args: argparse.Namespace) -> int:
     from server.importers.catalogue import CatalogueFileError, import_catalogue
 
-    engine, sessions = _sessions(args.config)
+    engine, sessions = open_library(args.config)
     try:
         report = import_catalogue(sessions, args.file, progress=_progress)
     except CatalogueFileError as exc:
@@ -76,12 +78,19 @@ def cmd_import_catalogue(args: argparse.Namespace) -> int:
 def cmd_export_catalogue(args: argparse.Namespace) -> int:
     from server.importers.catalogue import export_marc
 
-    engine, sessions = _sessions(args.config)
+    engine, sessions = open_library(args.config)
     try:
-        count = export_marc(sessions, args.file, format=args.format)
+        if args.format == "xlsx":
+            from server.config import load
+            from server.importers.catalogue_xlsx import export_catalogue_xlsx
+
+            count = export_catalogue_xlsx(sessions, args.file, school_name=load(args.config).school_name)
+        else:
+            count = export_marc(sessions, args.file, format=args.format)
     finally:
         engine.dispose()
-    print(f"Đã xuất / exported {count} biểu ghi MARC 21 / MARC 21 records ({args.format}) to {args.file}")
+    what = "đầu sách / titles" if args.format == "xlsx" else "biểu ghi MARC 21 / MARC 21 records"
+    print(f"Đã xuất / exported {count} {what} ({args.format}) to {args.file}")
     return 0
 
 
@@ -108,8 +117,9 @@ def add_parser(sub: Any) -> None:
 
     export = sub.add_parser("export", help="the catalogue for other libraries")
     export_kinds = export.add_subparsers(dest="what", required=True)
-    marc = export_kinds.add_parser("catalogue", help="every title as MARC 21")
+    marc = export_kinds.add_parser("catalogue", help="every title as MARC 21 or Excel")
     marc.add_argument("file")
     marc.add_argument("--config", required=True, help="the server's config")
-    marc.add_argument("--format", choices=["iso2709", "marcxml"], default="iso2709")
+    marc.add_argument("--format", choices=["iso2709", "marcxml", "xlsx"], default="iso2709",
+                      help="MARC 21 (ISO 2709 or MARCXML) or an Excel list other schools import back")
     marc.set_defaults(func=cmd_export_catalogue)
