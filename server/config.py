@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from protocol.configfile import MqttConfig, load_toml_file
 from protocol.topics import SiteName
+from server.reports.labels import LabelsConfig
 from server.web.config import WebConfig
 
 ReaderKind = Literal["student", "teacher", "staff"]
@@ -204,6 +205,7 @@ class ServerConfig(_Section):
     stations: StationsConfig = Field(default_factory=StationsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
 
 
 def load(path: str) -> ServerConfig:

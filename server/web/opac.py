@@ -317,7 +317,9 @@ class Opac:
             notice = "You have signed out." if request.query_params.get("bye") else None
             if request.cookies.get(READER_COOKIE):
                 notice = "Your session has ended. Please sign in again."
-            response = self._sign_in_page(request, notice=notice)
+            # The QR code on a library card brings its number: only the PIN is left to type.
+            card = request.query_params.get("card", "").strip().upper()[:64]
+            response = self._sign_in_page(request, notice=notice, card=card)
             if request.cookies.get(READER_COOKIE):
                 response.delete_cookie(READER_COOKIE, path=READER_PATH)
             return response
