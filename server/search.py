@@ -434,7 +434,8 @@ class Catalogue:
             barcode = query.text.strip()
             rows = db.execute(text(
                 "SELECT DISTINCT t.id FROM copies k JOIN titles t ON t.id = k.title_id "
-                "WHERE (k.accession_number IN :codes OR k.barcode = :barcode)"
+                # A withdrawn copy's number finds nothing: the public sees no weeded copies.
+                "WHERE (k.accession_number IN :codes OR k.barcode = :barcode) AND k.status != 'withdrawn'"
                 + self._filters("t.id") + " ORDER BY t.id").bindparams(_expanding("codes")),
                 {**params, "codes": list(codes), "barcode": barcode}).scalars().all()
             if rows:
