@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocol.configfile import ConfigError
 from thuvien import imports as record_imports
-from thuvien import reports_cli
+from thuvien import intake_cli, labels_cli, records_cli, reports_cli
 from thuvien import stations as station_admin
 from thuvien import users as user_admin
 
@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     station_admin.add_parser(sub)  # station add | list | remove | acl
     user_admin.add_parser(sub)  # user add | list | passwd
     record_imports.add_parser(sub)  # import readers | catalogue; export catalogue
+    intake_cli.add_parser(sub)  # intake add | list | show
+    labels_cli.add_parser(sub)  # labels | cards
+    records_cli.add_parser(sub)  # stocktake start|scan|status|missing|close; weed ...|list
     reports_cli.add_parser(sub)  # report NAME | list
 
     devices = sub.add_parser("devices", help="list the devices attached to this machine")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from thuvien.imports import _sessions
+from thuvien.imports import open_library
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -45,7 +45,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     params = ReportParams(school_year=args.year, since=args.since, until=args.until,
                           options=dict(args.option or []))
     out = Path(args.out or f"{spec.name}{'-' + str(args.year) if args.year else ''}.{args.format}")
-    engine, sessions = _sessions(args.config)
+    engine, sessions = open_library(args.config)
     try:
         if args.format == "json":
             assert spec.snapshot is not None

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["ReportParams", "ReportSpec", "all_reports", "get_report", "report"]
 
 # The modules that declare reports (imported on first use).
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("server.weeding", "server.stocktake")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from server.web.context import STATIC, WebContext
 from server.web.desk import DeskPages
 from server.web.i18n import LANG_COOKIE, LANGUAGES
 from server.web.staff import StaffPages
+from server.web.records import RecordsPages
+from server.web.records_stock import StockPages
 from server.web.today import TodayPage
 
 # The staff pages load nothing from elsewhere and run no inline script.
@@ -102,6 +104,8 @@ def build_app(ctx: WebContext) -> Starlette:
         *staff.routes(),
         *DeskPages(ctx, auth).routes(),
         *TodayPage(ctx, auth).routes(),
+        *RecordsPages(ctx, auth).routes(),
+        *StockPages(ctx, auth).routes(),
         *language_routes(ctx),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
         *catalogue_routes(ctx),

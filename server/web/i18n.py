@@ -42,6 +42,9 @@ class Catalogue:
     def __contains__(self, msgid: object) -> bool:
         return msgid in self._vi
 
+    def __contains__(self, msgid: object) -> bool:
+        return msgid in self._vi
+
     def gettext(self, lang: str, msgid: str, **values: Any) -> str:
         text = self._vi.get(msgid, msgid) if lang == "vi" else msgid
         return text.format(**values) if values else text
@@ -215,6 +218,11 @@ STAFF_VI: dict[str, str] = {
     "Days late": "Số ngày quá hạn",
     # today (server/web/today.py)
     "Today": "Hôm nay",
+    "Reports": "Báo cáo",
+    "Intake": "Nhập sách",
+    "Labels": "In nhãn",
+    "Stocktake": "Kiểm kê",
+    "Weeding": "Thanh lý",
     "This month ({month})": "Tháng này ({month})",
     "Loans": "Lượt mượn",
     "Returns": "Lượt trả",
