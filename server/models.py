@@ -279,7 +279,8 @@ class LedgerEntry(Base):
     copy_id: Mapped[int] = mapped_column(ForeignKey("copies.id"), index=True)
     reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id"), index=True)
     station: Mapped[str] = mapped_column(String(64))
-    station_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # Indexed: the registers and statistics count by when it happened at the station.
+    station_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     server_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     due_on: Mapped[dt.date | None] = mapped_column(Date)
     days_late: Mapped[int | None] = mapped_column(Integer)
