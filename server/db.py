@@ -35,7 +35,10 @@ def make_engine(url: str, sqlite_synchronous: str = "FULL") -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql(begin)
+        # A read-only session (reports) begins deferred: under WAL it reads one snapshot
+        # and never holds the write lock, so the stations' writes do not wait for it.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else begin)
 
     return engine
 
@@ -53,6 +56,16 @@ def begin_statement(dialect: Dialect) -> str | None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+READ_ONLY = "thuvien_read_only"
+
+
+def read_only(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions like `sessions` that only read: long reports (registers, statistics) on
+    SQLite then take no write lock. Writing through them is a bug, not prevented here."""
+    bind = sessions.kw["bind"]
+    return sessionmaker(bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

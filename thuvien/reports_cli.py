@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ def _option(text: str) -> tuple[str, str]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from server.config import load
-    from server.reports.registry import ReportParams, all_reports, get_report
+    from server.reports.registry import ReportParams, all_reports, get_report, render_report
 
     if args.name == "list":
         for spec in sorted(all_reports().values(), key=lambda s: (s.group.en, s.name)):
@@ -47,19 +46,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out or f"{spec.name}{'-' + str(args.year) if args.year else ''}.{args.format}")
     engine, sessions = open_library(args.config)
     try:
-        if args.format == "json":
-            assert spec.snapshot is not None
-            data: Any = spec.snapshot(sessions, config, params)
-            out.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n",
-                           encoding="utf-8")
-        else:
-            report = spec.build(sessions, config, params)
-            if args.format == "pdf":
-                from server.reports.pdf import render_pdf
-                render_pdf(report, out, args.lang)
-            else:
-                from server.reports.xlsx import render_xlsx
-                render_xlsx(report, out, args.lang)
+        data = render_report(spec, args.format, sessions, config, params, args.lang)
     except (ValueError, LookupError) as exc:
         # Builders refuse bad options (an unknown kind, a decision that does not exist)
         # with a message in both languages.
@@ -67,6 +54,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.dispose()
+    out.write_bytes(data)
     print(f"{spec.title.vi} / {spec.title.en}: {out}")
     return 0
 

@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
     from server.config import ServerConfig
 
-__all__ = ["ReportParams", "ReportSpec", "all_reports", "get_report", "report"]
+__all__ = ["ReportParams", "ReportSpec", "all_reports", "get_report", "render_report", "report"]
 
 # The modules that declare reports (imported on first use).
-_MODULES: tuple[str, ...] = ("server.weeding", "server.stocktake")
+_MODULES: tuple[str, ...] = ("server.weeding", "server.stocktake", "server.reports.registers",
+                             "server.reports.statistics", "server.reports.tt16")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,31 @@ def all_reports() -> dict[str, ReportSpec]:
     for module in _MODULES:
         importlib.import_module(module)
     return dict(_REPORTS)
+
+
+def render_report(spec: ReportSpec, fmt: str, sessions: sessionmaker[Session], config: ServerConfig,
+                  params: ReportParams, language: str = "vi") -> bytes:
+    """The report as the bytes of one file: pdf, xlsx or json (its snapshot). The CLI and
+    the staff web both call this. It reads through read-only sessions, so a long report
+    on SQLite never keeps the stations' writes waiting."""
+    import json
+
+    from server.db import read_only
+
+    if fmt not in spec.formats:
+        raise LookupError(f"{spec.name} không có dạng {fmt} / has no {fmt} form ({', '.join(spec.formats)})")
+    readers = read_only(sessions)
+    if fmt == "json":
+        assert spec.snapshot is not None
+        data = spec.snapshot(readers, config, params)
+        return (json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n").encode("utf-8")
+    report = spec.build(readers, config, params)
+    lang = "en" if language == "en" else "vi"
+    if fmt == "pdf":
+        from server.reports.pdf import render_pdf_bytes
+        return render_pdf_bytes(report, lang)
+    from server.reports.xlsx import render_xlsx_bytes
+    return render_xlsx_bytes(report, lang)
 
 
 def get_report(name: str) -> ReportSpec:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import io
-import json
 import logging
 import re
 import secrets
@@ -45,10 +44,8 @@ from server.folding import fold
 from server.models import AcquisitionSource, ReaderKind, StaffUser, Stocktake, Withdrawal
 from server.reports.cards import library_cards_pdf
 from server.reports.labels import PRESETS, label_sheet_pdf, labels_config
-from server.reports.pdf import render_pdf_bytes
 from server.reports.period import school_year
-from server.reports.registry import ReportParams, ReportSpec, all_reports
-from server.reports.xlsx import render_xlsx_bytes
+from server.reports.registry import ReportParams, ReportSpec, all_reports, render_report
 from server.web.auth import Auth
 from server.web.context import WebContext
 from server.web.desk import class_names
@@ -299,14 +296,7 @@ def attachment(filename: str) -> dict[str, str]:
 def build_report(spec: ReportSpec, fmt: str, sessions: Any, config: Any, params: ReportParams,
                  language: str) -> bytes:
     """The report as the bytes of one file (runs in a worker thread)."""
-    if fmt == "json":
-        assert spec.snapshot is not None
-        data = spec.snapshot(sessions, config, params)
-        return json.dumps(data, ensure_ascii=False, indent=2, default=str).encode("utf-8")
-    report = spec.build(sessions, config, params)
-    lang = "en" if language == "en" else "vi"
-    render = render_pdf_bytes if fmt == "pdf" else render_xlsx_bytes
-    return render(report, lang)
+    return render_report(spec, fmt, sessions, config, params, language)
 
 
 # --- the intake upload between preview and confirm -------------------------------------
