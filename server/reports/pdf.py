@@ -51,6 +51,7 @@ FONT, FONT_BOLD = "DejaVuSans", "DejaVuSans-Bold"
 FONT_DIRS = (os.environ.get("THUVIEN_FONT_DIR", ""), "/usr/share/fonts/truetype/dejavu",
              "/usr/share/fonts/dejavu", "/usr/local/share/fonts")
 _FILES = {FONT: "DejaVuSans.ttf", FONT_BOLD: "DejaVuSans-Bold.ttf"}
+_PAD = 2.0  # a table cell's left and right padding, points
 SERIES_COLOURS = (colors.HexColor("#1f5f8b"), colors.HexColor("#e07b39"), colors.HexColor("#3a9d5d"),
                   colors.HexColor("#a23b72"), colors.HexColor("#6c757d"))
 
@@ -110,24 +111,40 @@ def _table(table: Table, width: float, language: Language, st: dict[str, Paragra
     total = sum(column.width for column in table.columns)
     widths = [width * column.width / total for column in table.columns]
     cell_style = {"left": st["cell"], "right": st["cell-right"], "center": st["cell-center"]}
+    size = st["cell"].fontSize
     data: list[list[Any]] = [[Paragraph(_escape(c.header(language)), st["head"]) for c in table.columns]]
+
+    def cell(text: str, index: int, style: ParagraphStyle, font: str) -> Any:
+        # A Paragraph per cell costs a layout each (minutes for a 25,000-line register):
+        # text that fits its column on one line goes in as a plain string, styled by the
+        # table; only what must wrap becomes a Paragraph.
+        if pdfmetrics.stringWidth(text, font, size) <= widths[index] - 2 * _PAD - 0.5:
+            return text
+        return Paragraph(_escape(text), style)
+
     for row in table.rows:
-        data.append([Paragraph(_escape(format_value(value, column.kind, language)), cell_style[column.align])
-                     for value, column in zip(row, table.columns, strict=True)])
+        data.append([cell(format_value(value, column.kind, language), index, cell_style[column.align], FONT)
+                     for index, (value, column) in enumerate(zip(row, table.columns, strict=True))])
     commands: list[tuple[Any, ...]] = [
         ("GRID", (0, 0), (-1, -1), 0.4, colors.black),
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), 2), ("RIGHTPADDING", (0, 0), (-1, -1), 2),
-        ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ("FONTNAME", (0, 1), (-1, -1), FONT), ("FONTSIZE", (0, 1), (-1, -1), size),
+        ("LEADING", (0, 1), (-1, -1), st["cell"].leading),
+        ("LEFTPADDING", (0, 0), (-1, -1), _PAD), ("RIGHTPADDING", (0, 0), (-1, -1), _PAD),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
     ]
+    for index, column in enumerate(table.columns):
+        if column.align != "left":
+            commands.append(("ALIGN", (index, 1), (index, -1), column.align.upper()))
     if table.totals is not None:
         bold = ParagraphStyle("total", parent=st["cell"], fontName=FONT_BOLD)
         bold_right = ParagraphStyle("total-right", parent=bold, alignment=TA_RIGHT)
-        data.append([Paragraph(_escape(format_value(value, column.kind, language)),
-                               bold_right if column.align == "right" else bold)
-                     for value, column in zip(table.totals, table.columns, strict=True)])
-        commands.append(("BACKGROUND", (0, -1), (-1, -1), colors.HexColor("#f3f3f3")))
+        data.append([cell(format_value(value, column.kind, language), index,
+                          bold_right if column.align == "right" else bold, FONT_BOLD)
+                     for index, (value, column) in enumerate(zip(table.totals, table.columns, strict=True))])
+        commands += [("BACKGROUND", (0, -1), (-1, -1), colors.HexColor("#f3f3f3")),
+                     ("FONTNAME", (0, -1), (-1, -1), FONT_BOLD)]
     flow.append(LongTable(data, colWidths=widths, repeatRows=1, style=TableStyle(commands)))
     return flow
 
