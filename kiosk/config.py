@@ -40,6 +40,10 @@ class SessionConfig(_Section):
     request_timeout_s: float = Field(default=5.0, gt=0)
     # Matched case-insensitively against the whole code.
     patron_pattern: str = DEFAULT_PATRON_PATTERN
+    # "stocktake": the station only counts the stock (a kiosk wheeled along the shelves
+    # during kiểm kê); "circulation" lends and takes back, and staff may switch it to
+    # stocktake for a while.
+    mode: Literal["circulation", "stocktake"] = "circulation"
 
     @field_validator("patron_pattern")
     @classmethod
@@ -53,6 +57,24 @@ class SessionConfig(_Section):
     @cached_property
     def patron_re(self) -> re.Pattern[str]:
         return re.compile(self.patron_pattern, re.IGNORECASE)
+
+
+class StocktakeConfig(_Section):
+    """The `[stocktake]` table: counting the stock (kiểm kê) at this station."""
+
+    # Codes sent to the library in one request; an RFID pad's whole inventory goes at
+    # once up to this many (the protocol takes at most 200).
+    batch_size: int = Field(default=50, ge=1, le=200)
+    # A batch goes this long after its first code: what a pad reads in one inventory,
+    # or a scanner in a quick run, travels together. 0 sends each code at once.
+    batch_wait_s: float = Field(default=0.3, ge=0, le=10)
+    # A scanned code starting with this names the shelf being counted ("SHELF:Kệ 3").
+    shelf_prefix: str = Field(default="SHELF:", min_length=1, max_length=32)
+    # Shelves offered again, the last used first.
+    recent_shelves: int = Field(default=6, ge=0, le=20)
+    # Entered by staff on a circulation kiosk: the mode ends after this long untouched,
+    # so a kiosk left behind serves readers again.
+    idle_timeout_s: float = Field(default=600, gt=0)
 
 
 class UiConfig(_Section):
@@ -192,6 +214,7 @@ class StationConfig(_Section):
     language: Literal["vi", "en"] = "vi"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
+    stocktake: StocktakeConfig = Field(default_factory=StocktakeConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     voice: VoiceConfig = Field(default_factory=VoiceConfig)
     devices: DevicesConfig = Field(default_factory=DevicesConfig)

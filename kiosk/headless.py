@@ -2,7 +2,8 @@
 
 Reads arrive on the scanner's thread and are queued; the main loop owns the session,
 feeds it one read at a time and ticks it about twice a second, so the session never
-sees two threads. A few words typed at the terminal are commands, not codes.
+sees two threads. A few words typed at the terminal are commands, not codes: "kiemke"
+switches a staff member to stocktake, where "xong" (done) finishes it again.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import Literal, TextIO
 from drivers.base import Read, Scanner
 from kiosk.backend import Backend
 from kiosk.config import StationConfig
-from kiosk.messages import format_date, given_name, text
+from kiosk.messages import format_date, given_name, stocktake_tone, stocktake_words, text
 from kiosk.rfidpad import PadNotice, PadRead, RfidPad, notice_text
 from kiosk.session import (
     INCOMPLETE_SET,
+    NOT_STAFF,
     Ignored,
     InactivityWarning,
     ItemBorrowed,
@@ -37,20 +39,29 @@ from kiosk.session import (
     ServerUnreachable,
     Session,
     SessionEnded,
+    ShelfChosen,
+    StocktakeCounted,
+    StocktakeEnded,
+    StocktakeRefused,
+    StocktakeStarted,
+    StocktakeUnreachable,
     Unreadable,
 )
 from protocol import ErrorCode, default_message
 
-Command = Literal["return", "done", "quit"]
+Command = Literal["return", "done", "quit", "stocktake"]
 
 # Folded as `_fold` leaves them: lower case, no diacritics, no spaces ("Trả sách" -> "trasach").
 COMMANDS: dict[str, Command] = {
     "tra": "return", "trasach": "return", "return": "return",
     "xong": "done", "done": "done",
     "thoat": "quit", "quit": "quit", "exit": "quit",
+    "kiemke": "stocktake", "stocktake": "stocktake",
+    "ketthuc": "done", "finish": "done",
 }
 
 OK, NO, WARN, INFO = "✔", "✖", "⚠", "»"
+STOCKTAKE_MARKS = {"ok": OK, "info": INFO, "warn": WARN, "error": NO}
 
 
 def _fold(word: str) -> str:
@@ -162,6 +173,30 @@ def render(outcome: Outcome, language: str = "vi") -> str:
             return "\n".join([*lines, t(f"ended.{reason}")])
         case Ignored(reason="same_card"):
             return f"{INFO} {t('same_card')}"
+        case Ignored(reason="stocktake"):
+            return f"{INFO} {t('stocktake.card_ignored')}"
+        case StocktakeStarted():
+            return f"{INFO} {t('stocktake.started')}"
+        case ShelfChosen(shelf=shelf):
+            return f"{INFO} {t('stocktake.shelf_chosen', shelf=shelf)}"
+        case StocktakeCounted(lines=lines, stocktake=number, counted=counted, progress=progress):
+            out = [f"{STOCKTAKE_MARKS[stocktake_tone(line)]} "
+                   f"{line.title or line.item or line.code}: {stocktake_words(line, language)}"
+                   for line in lines]
+            if progress is not None:
+                out.append("  " + t("stocktake.progress", shelf=progress.shelf, seen=progress.seen,
+                                    expected=progress.expected))
+            out.append("  " + t("stocktake.total", number=number, n=counted))
+            return "\n".join(out)
+        case StocktakeRefused(code=code) if code == NOT_STAFF:
+            return f"{NO} {t('stocktake.not_staff')}"
+        case StocktakeRefused(items=items, code=code, message=message):
+            why = t("stocktake.refused", message=_refusal(code, message, language))
+            return f"{NO} {why} ({', '.join(items)})"
+        case StocktakeUnreachable(items=items):
+            return f"{WARN} {t('stocktake.unreachable', n=len(items))} ({', '.join(items)})"
+        case StocktakeEnded(counted_here=counted):
+            return f"{INFO} {t('stocktake.ended', n=counted)}\n"
         case Ignored():
             return ""  # a scanner's repeat: the person saw the first read's answer
     raise TypeError(f"no rendering for {outcome!r}")
@@ -212,9 +247,11 @@ def run_headless(config: StationConfig, backend: Backend, scanner: Scanner,
     """
     language = language or config.language
     printer = _Printer(out, language, rfid_pad)
-    session = Session(backend, config.session, printer, clock)
+    session = Session(backend, config.session, printer, clock, config.stocktake)
     events: queue.Queue[object] = queue.Queue()
     printer.write(banner(config.station))
+    if session.stocktake_only:
+        session.start_stocktake()
     scanner.start(events.put, lambda: events.put(_EOF))
     if rfid_pad is not None:
         try:
@@ -249,6 +286,8 @@ def run_headless(config: StationConfig, backend: Backend, scanner: Scanner,
                     session.done()
                 elif command == "return":
                     session.start_return()
+                elif command == "stocktake":
+                    session.start_stocktake()
                 else:
                     session.scan(event.code)
             session.tick()

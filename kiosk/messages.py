@@ -18,7 +18,7 @@ import string
 from collections.abc import Iterator, Mapping
 
 from kiosk.i18n import LANGUAGES, NC_, NPC_, Msg, language_of, translate
-from protocol import ErrorCode
+from protocol import ErrorCode, StocktakeLine
 
 Language = str  # "vi" or "en"; anything else falls back to Vietnamese
 
@@ -94,6 +94,7 @@ _ALL: tuple[Msg, ...] = (
     NC_("error.item_not_on_loan", "This book is not on loan."),
     NC_("error.renew_limit", "This book has been renewed as often as allowed."),
     NC_("error.internal", "The library server had an error. Please tell the librarian."),
+    NC_("error.no_stocktake", "No stocktake is open. Start one on the library server first."),
     # --- the touch screen (kiosk/ui) ---
     NC_("ui.borrow", "Borrow books"),
     NC_("ui.return", "Return books"),
@@ -198,6 +199,36 @@ _ALL: tuple[Msg, ...] = (
     NC_("ui.due_by_library", "Due date: set by the library"),
     NC_("returnbox.returned_offline",
         "Recorded offline. The library will confirm the return. Thank you!"),
+    # --- stocktake (kiểm kê): staff count the stock shelf by shelf ---
+    NC_("stocktake.menu", "Stocktake"),
+    NC_("stocktake.title", "Stocktake"),
+    NC_("stocktake.end", "Finish"),
+    NC_("stocktake.started",
+        "Stocktake: scan the shelf label or choose a shelf, then scan each book."),
+    NC_("stocktake.shelf", "Shelf: {shelf}"),
+    NC_("stocktake.no_shelf", "No shelf chosen"),
+    NC_("stocktake.shelf_chosen", "Counting shelf {shelf}. Scan each book."),
+    NC_("stocktake.shelf_hint", "Shelf name"),
+    NC_("stocktake.set_shelf", "Set shelf"),
+    NC_("stocktake.recent", "Recent shelves:"),
+    NC_("stocktake.progress", "Shelf {shelf}: {seen} of {expected} seen"),
+    NPC_("stocktake.total", "Stocktake no. {number}: {n} book counted",
+         "Stocktake no. {number}: {n} books counted"),
+    NC_("stocktake.counted", "Counted"),
+    NC_("stocktake.already_counted", "Already counted"),
+    NC_("stocktake.unknown", "Unknown code"),
+    NC_("stocktake.withdrawn", "Withdrawn copy"),
+    NC_("stocktake.on_loan", "On loan"),
+    NC_("stocktake.misplaced", "Misplaced"),
+    NC_("stocktake.misplaced_where", "Misplaced: it belongs on {location}"),
+    NC_("stocktake.refused", "Not counted: {message}"),
+    NPC_("stocktake.unreachable",
+         "The library server cannot be reached: {n} code was not counted. Scan it again later.",
+         "The library server cannot be reached: {n} codes were not counted. Scan them again later."),
+    NC_("stocktake.not_staff", "Only library staff can do a stocktake."),
+    NC_("stocktake.card_ignored", "A stocktake is going on: this station is not lending now."),
+    NPC_("stocktake.ended", "Stocktake finished here: {n} book counted.",
+         "Stocktake finished here: {n} books counted."),
 )
 
 _BY_KEY: dict[str, Msg] = {message.context: message for message in _ALL if message.context}
@@ -244,6 +275,27 @@ def refusal(code: str, message: str | None, language: Language = "vi") -> str:
     if code in _ERROR_CODES:
         return text(f"error.{code}", language)
     return text("block.other", language)
+
+
+def stocktake_words(line: StocktakeLine, language: Language = "vi") -> str:
+    """What a copy read in a stocktake was: the outcome, then each flag ("Đã kiểm · Sai
+    vị trí: sách thuộc giá Kệ 2")."""
+    words = [text(f"stocktake.{line.outcome}", language)]
+    for flag in line.flags:
+        if flag == "misplaced" and line.location:
+            words.append(text("stocktake.misplaced_where", language, location=line.location))
+        else:
+            words.append(text(f"stocktake.{flag}", language))
+    return " · ".join(words)
+
+
+def stocktake_tone(line: StocktakeLine) -> str:
+    """ok: counted; info: already counted; warn: to look at; error: unknown or withdrawn."""
+    if line.outcome == "unknown" or "withdrawn" in line.flags:
+        return "error"
+    if line.flags:
+        return "warn"
+    return "ok" if line.outcome == "counted" else "info"
 
 
 def block_reason(block: str, language: Language = "vi") -> str:

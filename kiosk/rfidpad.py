@@ -67,6 +67,7 @@ from kiosk.session import (
     PatronIdentified,
     ReturnModeStarted,
     SessionEnded,
+    StocktakeStarted,
 )
 
 log = logging.getLogger("thuvien.kiosk.rfidpad")
@@ -261,7 +262,7 @@ class RfidPad(Scanner):
 
     def on_outcome(self, outcome: object) -> None:
         if isinstance(outcome, (ItemBorrowed, ItemReturned, NeedCard, PatronIdentified,
-                                ReturnModeStarted, SessionEnded)):
+                                ReturnModeStarted, SessionEnded, StocktakeStarted)):
             self._inbox.put(outcome)
             self._wake.set()
 
@@ -332,6 +333,10 @@ class RfidPad(Scanner):
                     known = self._items.get(_fold(item))
                     if known is not None:
                         known.needs_card = True
+                case StocktakeStarted():
+                    # Counting the stock: every book already on the pad counts, read again.
+                    for known in self._items.values():
+                        known.needs_card = known.delivered = known.complete_sent = False
                 case PatronIdentified() | ReturnModeStarted():
                     # Books laid down before the card count now that someone is there.
                     for known in self._items.values():

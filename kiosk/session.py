@@ -2,6 +2,7 @@
 
     IDLE --card--> PATRON --item--> SCANNING --done/timeout/logout--> SUMMARY --> IDLE
     IDLE --start_return--> RETURNING --done/timeout/logout--> SUMMARY --> IDLE
+    IDLE/PATRON(staff) --start_stocktake--> STOCKTAKE --done/timeout/logout--> IDLE
 
 Inputs are method calls (`scan`, `start_return`, `done`, `logout`, and `tick` from the
 runner's loop); results are `Outcome`s handed to a listener, one or more per input.
@@ -24,6 +25,16 @@ server's to say), and a checkout has no due date (`due=None`): the library sets 
 the request is replayed, by its calendar and rules, and the reader is told the library
 will confirm. `SessionEnded` lists what was recorded offline apart from what the server
 confirmed (`offline_borrowed`, `offline_returned`: the codes as read).
+
+Stocktake (kiểm kê) is for library staff: a reader of kind "staff" identified here, a
+staff login the server checked (`start_stocktake(staff=...)`), or a station configured
+`mode = "stocktake"`, which does nothing else. A shelf is chosen (a code starting with
+the shelf prefix, "SHELF:Kệ 3", or `choose_shelf`), and the copies read are sent in
+batches (`stocktake.scan`): a batch goes when it is full, when the shelf changes, when
+the mode ends, or `batch_wait_s` after its first code (`tick`), so an RFID pad's whole
+inventory travels as one request. Stocktake scans are never stored and forwarded: a
+batch the library cannot be reached for is reported (`StocktakeUnreachable`) and must
+be scanned again.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from typing import Literal, Protocol, TypeVar
 from pydantic import BaseModel
 
 from kiosk.backend import AcceptedOffline, Backend, BackendUnavailable, CachedPatron
-from kiosk.config import SessionConfig
+from kiosk.config import SessionConfig, StocktakeConfig
 from protocol import (
     CheckoutArgs,
     CheckoutResult,
@@ -52,6 +63,10 @@ from protocol import (
     Reply,
     ReturnArgs,
     ReturnResult,
+    ShelfProgress,
+    StocktakeLine,
+    StocktakeScanArgs,
+    StocktakeScanResult,
 )
 
 log = logging.getLogger("thuvien.kiosk.session")
@@ -62,6 +77,9 @@ MAX_CODE_LENGTH = 128
 # A refusal decided at the station (`Session.refuse_item`), not by the server: an RFID
 # item in several parts (a book and its CD) whose parts are not all on the pad.
 INCOMPLETE_SET = "incomplete_set"
+# A stocktake refused here: nobody of the library's staff asked for it.
+NOT_STAFF = "not_staff"
+MAX_SHELF_LENGTH = 100  # as the protocol's ShelfName
 
 
 class State(StrEnum):
@@ -70,6 +88,7 @@ class State(StrEnum):
     SCANNING = "scanning"      # the reader has scanned at least one item
     SUMMARY = "summary"        # the session's summary is being delivered
     RETURNING = "returning"    # return mode: no card needed
+    STOCKTAKE = "stocktake"    # staff count the stock: reads are counted, not lent
 
 
 ACTIVE = (State.PATRON, State.SCANNING, State.RETURNING)
@@ -186,12 +205,63 @@ class SessionEnded:
 @dataclass(frozen=True)
 class Ignored:
     code: str
-    reason: Literal["duplicate", "same_card"]
+    # stocktake: a library card read while the station counts the stock
+    reason: Literal["duplicate", "same_card", "stocktake"]
+
+
+@dataclass(frozen=True)
+class StocktakeStarted:
+    fixed: bool  # the station's config keeps it in stocktake mode: no way back to lending
+    recent: tuple[str, ...]  # shelves counted here lately, the last first
+
+
+@dataclass(frozen=True)
+class ShelfChosen:
+    shelf: str
+    recent: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StocktakeCounted:
+    """One batch, answered by the library: a line per code, in the order read."""
+
+    shelf: str | None
+    lines: tuple[StocktakeLine, ...]
+    stocktake: int  # the stocktake's running number
+    name: str
+    counted: int  # copies the stocktake has counted so far, at every station
+    progress: ShelfProgress | None
+    counted_here: int  # copies this mode counted for the first time, at this station
+
+
+@dataclass(frozen=True)
+class StocktakeRefused:
+    """The library refused a batch (no stocktake open, ...), or nobody of the staff asked
+    for a stocktake (`NOT_STAFF`, no items). Nothing was counted."""
+
+    items: tuple[str, ...]
+    code: str
+    message: str | None
+
+
+@dataclass(frozen=True)
+class StocktakeUnreachable:
+    """A batch that never reached the library: nothing of it was counted, scan it again."""
+
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StocktakeEnded:
+    reason: EndReason
+    counted_here: int
+    fixed: bool  # a stocktake station starts again at once
 
 
 Outcome = (PatronIdentified | PatronRefused | ItemBorrowed | ItemRefused | ReturnModeStarted
            | ItemReturned | ReturnRefused | NeedCard | Unreadable | ServerUnreachable
-           | InactivityWarning | SessionEnded | Ignored)
+           | InactivityWarning | SessionEnded | Ignored | StocktakeStarted | ShelfChosen
+           | StocktakeCounted | StocktakeRefused | StocktakeUnreachable | StocktakeEnded)
 
 
 class OutcomeListener(Protocol):
@@ -210,13 +280,27 @@ def _can_return(exc: BackendUnavailable) -> bool:
     return bool(getattr(exc, "can_return", False))
 
 
+@dataclass
+class _Count:
+    """What one stocktake mode holds: the shelf and the batch not sent yet."""
+
+    shelf: str | None = None
+    pending: list[str] = field(default_factory=list)
+    first_at: float | None = None  # when the batch's first code was read
+    counted: int = 0  # copies counted for the first time, at this station in this mode
+
+
 # --- the machine ---------------------------------------------------------------------
 
 class Session:
     def __init__(self, backend: Backend, config: SessionConfig, listener: OutcomeListener,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 stocktake: StocktakeConfig | None = None) -> None:
         self._backend = backend
         self._config = config
+        self._stocktake = stocktake or StocktakeConfig()
+        self._count = _Count()
+        self._recent_shelves: list[str] = []  # the station's, kept across stocktake modes
         self._listener = listener
         self._clock = clock
         self._state = State.IDLE
@@ -254,6 +338,19 @@ class Session:
     def is_patron_card(self, code: str) -> bool:
         return self._config.patron_re.fullmatch(code.strip()) is not None
 
+    @property
+    def stocktake_only(self) -> bool:
+        """The station's config: it counts the stock and does nothing else."""
+        return self._config.mode == "stocktake"
+
+    @property
+    def shelf(self) -> str | None:
+        return self._count.shelf
+
+    @property
+    def recent_shelves(self) -> tuple[str, ...]:
+        return tuple(self._recent_shelves)
+
     # --- inputs ---
 
     def scan(self, code: str) -> None:
@@ -266,8 +363,11 @@ class Session:
             self._emit(Ignored(code, "duplicate"))
             return
         self._touch(now)
+        self._stocktake_station()
         if len(code) > MAX_CODE_LENGTH:
             self._emit(Unreadable(code[:32]))
+        elif self._state is State.STOCKTAKE:
+            self._stock(code, now)
         elif self.is_patron_card(code):
             self._on_card(code)
         elif self._state is State.IDLE:
@@ -278,7 +378,11 @@ class Session:
             self._checkout(code)
 
     def start_return(self) -> None:
+        if self.stocktake_only:
+            return  # this station does not take books back
         self._touch(self._clock())
+        if self._state is State.STOCKTAKE:
+            self._end_stocktake("done")
         if self._state in (State.PATRON, State.SCANNING):
             self._end("done")
         self._state = State.RETURNING
@@ -292,8 +396,12 @@ class Session:
         item = item.strip()
         if not item:
             return
-        self._touch(self._clock())
-        if self._state is State.IDLE:
+        now = self._clock()
+        self._touch(now)
+        self._stocktake_station()
+        if self._state is State.STOCKTAKE:
+            self._stock(item, now)  # a set with parts missing is still a copy on the shelf
+        elif self._state is State.IDLE:
             self._emit(NeedCard(item))
         elif self._state is State.RETURNING:
             self._emit(ReturnRefused(item, code, None, parts=parts))
@@ -302,21 +410,71 @@ class Session:
             self._emit(ItemRefused(item, code, None, parts=parts))
 
     def done(self) -> None:
-        if self._state in ACTIVE:
+        if self._state is State.STOCKTAKE:
+            self._end_stocktake("done")
+        elif self._state in ACTIVE:
             self._end("done")
 
     def logout(self) -> None:
-        if self._state in ACTIVE:
+        if self._state is State.STOCKTAKE:
+            self._end_stocktake("logout")
+        elif self._state in ACTIVE:
             self._end("logout")
 
     def keep_alive(self) -> None:
         """The reader touched the screen: not idle, though nothing was scanned."""
-        if self._state in ACTIVE:
+        if self._state in ACTIVE or self._state is State.STOCKTAKE:
             self._touch(self._clock())
+
+    def start_stocktake(self, staff: str | None = None) -> None:
+        """Count the stock from now on. Allowed to a reader of kind "staff" identified
+        here, to `staff` (the name of a staff login the server checked, PIN and all), and
+        always on a stocktake station; anyone else is refused (`NOT_STAFF`)."""
+        if self._state is State.STOCKTAKE:
+            return
+        staff_here = self._patron is not None and self._patron.kind == "staff"
+        if not (self.stocktake_only or staff or staff_here):
+            self._emit(StocktakeRefused((), NOT_STAFF, None))
+            return
+        if self._state in ACTIVE:
+            if self._borrowed or self._returned or self._offline_borrowed or self._offline_returned:
+                self._end("done")  # what was lent or returned gets its summary first
+            else:
+                self._forget_reader()
+        self._touch(self._clock())
+        self._state = State.STOCKTAKE
+        self._count = _Count()
+        self._forget_items()
+        self._emit(StocktakeStarted(self.stocktake_only, self.recent_shelves))
+
+    def choose_shelf(self, shelf: str) -> None:
+        """The shelf being counted from now on (typed, chosen from the recent ones, or
+        read from its label). The batch read so far goes first, on the shelf before."""
+        shelf = " ".join(shelf.split())[:MAX_SHELF_LENGTH]
+        if not shelf or self._state is not State.STOCKTAKE:
+            return
+        self._touch(self._clock())
+        self.flush()
+        self._count.shelf = shelf
+        self._recent_shelves = [shelf, *(s for s in self._recent_shelves
+                                        if s.casefold() != shelf.casefold())]
+        del self._recent_shelves[self._stocktake.recent_shelves:]
+        self._emit(ShelfChosen(shelf, self.recent_shelves))
+
+    def flush(self) -> None:
+        """Send the codes read so far in stocktake mode, if any, as one batch."""
+        if self._state is not State.STOCKTAKE or not self._count.pending:
+            return
+        batch = tuple(dict.fromkeys(self._count.pending))  # a code twice in a batch: once
+        self._count.pending, self._count.first_at = [], None
+        self._send_batch(batch)
 
     def tick(self) -> None:
         now = self._clock()
         self._prune(now)
+        if self._state is State.STOCKTAKE:
+            self._tick_stocktake(now)
+            return
         if self._state not in ACTIVE:
             return
         if self._warned_at is None:
@@ -441,6 +599,79 @@ class Session:
         self._emit(ItemReturned(result.item, result.title, result.was_overdue, result.days_late,
                                 self._returned_count(), code=item))
 
+    # --- stocktake ---
+
+    def _stocktake_station(self) -> None:
+        # A stocktake station counts from its first read, even if nobody started it.
+        if self._state is State.IDLE and self.stocktake_only:
+            self.start_stocktake()
+
+    def _stock(self, code: str, now: float) -> None:
+        prefix = self._stocktake.shelf_prefix
+        if code[:len(prefix)].casefold() == prefix.casefold():
+            self.choose_shelf(code[len(prefix):])
+        elif self.is_patron_card(code):
+            self._emit(Ignored(code, "stocktake"))
+        else:
+            if not self._count.pending:
+                self._count.first_at = now
+            self._count.pending.append(code)
+            if (len(self._count.pending) >= self._stocktake.batch_size
+                    or self._stocktake.batch_wait_s == 0):
+                self.flush()
+
+    def _tick_stocktake(self, now: float) -> None:
+        first = self._count.first_at
+        if first is not None and now - first >= self._stocktake.batch_wait_s:
+            self.flush()
+        if not self.stocktake_only and now - self._last_input >= self._stocktake.idle_timeout_s:
+            # A kiosk left in stocktake mode serves readers again by itself.
+            self._end_stocktake("timeout")
+
+    def _send_batch(self, items: tuple[str, ...]) -> None:
+        args = StocktakeScanArgs(items=list(items), shelf=self._count.shelf)
+        try:
+            reply = self._backend.request(Op.STOCKTAKE_SCAN, args,
+                                          timeout=self._config.request_timeout_s)
+            if isinstance(reply, (AcceptedOffline, CachedPatron)):
+                raise _BadReply("a stocktake scan is never answered by the station")
+            if not reply.ok:
+                assert reply.error is not None
+                self._emit(StocktakeRefused(items, reply.error.code.value, reply.error.message))
+                return
+            result = self._result(reply, StocktakeScanResult)
+        except BackendUnavailable as exc:
+            log.warning("stocktake.scan of %d codes: %s", len(items), exc)
+            self._emit(StocktakeUnreachable(items))
+            return
+        except _BadReply:
+            self._emit(StocktakeRefused(items, ErrorCode.INTERNAL.value, None))
+            return
+        self._count.counted += sum(1 for line in result.items if line.outcome == "counted")
+        self._touch(self._clock())  # the wait for the library is not the staff's idleness
+        self._emit(StocktakeCounted(self._count.shelf, tuple(result.items), result.stocktake,
+                                    result.name, result.counted, result.shelf, self._count.counted))
+
+    def _end_stocktake(self, reason: EndReason) -> None:
+        self.flush()
+        ended = StocktakeEnded(reason, self._count.counted, self.stocktake_only)
+        self._count = _Count()
+        self._state = State.IDLE
+        self._forget_items()
+        self._emit(ended)
+        if self.stocktake_only:
+            self.start_stocktake()
+
+    # --- the end of a reader's session ---
+
+    def _forget_reader(self) -> None:
+        self._card, self._patron, self._blocks = None, None, ()
+        self._borrowed, self._returned = [], []
+        self._offline_borrowed, self._offline_returned = [], []
+        self._warned_at = None
+        self._forget_items()
+        self._state = State.IDLE
+
     def _end(self, reason: EndReason) -> None:
         ended = SessionEnded(
             reason=reason,
@@ -448,11 +679,7 @@ class Session:
             borrowed=tuple(self._borrowed), returned=tuple(self._returned),
             offline_borrowed=tuple(self._offline_borrowed), offline_returned=tuple(self._offline_returned))
         # Forget the reader before anyone is told: nothing personal outlives the session.
-        self._card, self._patron, self._blocks = None, None, ()
-        self._borrowed, self._returned = [], []
-        self._offline_borrowed, self._offline_returned = [], []
-        self._warned_at = None
-        self._forget_items()
+        self._forget_reader()
         self._state = State.SUMMARY
         try:
             self._emit(ended)

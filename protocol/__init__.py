@@ -36,7 +36,11 @@ from protocol.models import (
     ReturnResult,
     ReturnboxFullData,
     ReturnboxUnreturnedData,
+    ShelfProgress,
     Status,
+    StocktakeLine,
+    StocktakeScanArgs,
+    StocktakeScanResult,
 )
 from protocol.codec import encode, parse_request, parse_reply, parse_model
 
@@ -73,7 +77,11 @@ __all__ = [
     "ReturnResult",
     "ReturnboxFullData",
     "ReturnboxUnreturnedData",
+    "ShelfProgress",
     "Status",
+    "StocktakeLine",
+    "StocktakeScanArgs",
+    "StocktakeScanResult",
     "default_message",
     "encode",
     "parse_model",

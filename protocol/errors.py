@@ -18,6 +18,8 @@ class ErrorCode(StrEnum):
     ITEM_NOT_ON_LOAN = "item_not_on_loan"
     RENEW_LIMIT = "renew_limit"
     INTERNAL = "internal"
+    # Additions to v1 (docs/protocol.md): a station that does not know one shows `message`.
+    NO_STOCKTAKE = "no_stocktake"
 
 
 # The reply's `message` is for a person in the site's language; Vietnamese is the
@@ -36,6 +38,8 @@ _MESSAGES: dict[str, dict[ErrorCode, str]] = {
         ErrorCode.ITEM_NOT_ON_LOAN: "Sách này chưa được mượn.",
         ErrorCode.RENEW_LIMIT: "Sách này đã được gia hạn đủ số lần.",
         ErrorCode.INTERNAL: "Máy chủ thư viện gặp lỗi. Vui lòng báo cán bộ thư viện.",
+        ErrorCode.NO_STOCKTAKE: "Chưa có đợt kiểm kê nào đang mở. Hãy mở đợt kiểm kê "
+                                "trên máy chủ thư viện trước.",
     },
     "en": {
         ErrorCode.BAD_REQUEST: "The request is not valid.",
@@ -50,6 +54,7 @@ _MESSAGES: dict[str, dict[ErrorCode, str]] = {
         ErrorCode.ITEM_NOT_ON_LOAN: "This book is not on loan.",
         ErrorCode.RENEW_LIMIT: "This book has been renewed as often as allowed.",
         ErrorCode.INTERNAL: "The library server had an error. Please tell the librarian.",
+        ErrorCode.NO_STOCKTAKE: "No stocktake is open. Start one on the library server first.",
     },
 }
 

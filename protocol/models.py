@@ -43,6 +43,7 @@ class Op(StrEnum):
     LOAN_RENEW = "loan.renew"
     ITEM_INFO = "item.info"
     GATE_SYNC = "gate.sync"
+    STOCKTAKE_SCAN = "stocktake.scan"
 
 
 # --- request arguments -------------------------------------------------------------
@@ -74,7 +75,23 @@ class GateSyncArgs(_Model):
     """A gate asks which items are on loan now (addition to v1, for its local set)."""
 
 
-Args = IdentifyArgs | CheckoutArgs | ReturnArgs | RenewArgs | ItemInfoArgs | GateSyncArgs
+# A shelf as the library names it on its shelf labels ("Kệ 3 - Văn học", "TN-A2").
+ShelfName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+MAX_STOCKTAKE_ITEMS = 200
+
+
+class StocktakeScanArgs(_Model):
+    """Copies seen during the open stocktake, on `shelf` if given (addition to v1).
+
+    A pad's whole inventory or a run of barcode scans goes as one batch: the limit
+    keeps the reply, a line per code, inside the payload limit."""
+
+    items: list[Code] = Field(min_length=1, max_length=MAX_STOCKTAKE_ITEMS)
+    shelf: ShelfName | None = None
+
+
+Args = (IdentifyArgs | CheckoutArgs | ReturnArgs | RenewArgs | ItemInfoArgs | GateSyncArgs
+        | StocktakeScanArgs)
 
 ARGS_BY_OP: dict[Op, type[_Model]] = {
     Op.PATRON_IDENTIFY: IdentifyArgs,
@@ -83,6 +100,7 @@ ARGS_BY_OP: dict[Op, type[_Model]] = {
     Op.LOAN_RENEW: RenewArgs,
     Op.ITEM_INFO: ItemInfoArgs,
     Op.GATE_SYNC: GateSyncArgs,
+    Op.STOCKTAKE_SCAN: StocktakeScanArgs,
 }
 
 
@@ -170,6 +188,38 @@ class GateSyncResult(_Model):
     seq: int = Field(ge=0)
 
 
+# What one code of a stocktake batch was: `counted` (seen now for the first time in this
+# stocktake), `already_counted` (seen before, by this code or another of the copy's) or
+# `unknown` (no copy has this code). Flags, on a known copy, say what the librarian must
+# look at: `withdrawn` (weeded, yet on a shelf), `on_loan` (the ledger says it is lent:
+# its return was never recorded), `misplaced` (scanned on another shelf than `location`).
+StocktakeOutcome = Literal["counted", "already_counted", "unknown"]
+StocktakeFlag = Literal["withdrawn", "on_loan", "misplaced"]
+
+
+class StocktakeLine(_Model):
+    code: str                    # as the station sent it
+    outcome: StocktakeOutcome
+    flags: list[StocktakeFlag] = Field(default_factory=list)
+    item: str | None = None      # the copy's accession number, when the code is known
+    title: str | None = None     # left out when a batch's titles would not fit one payload
+    location: str | None = None  # the shelf the copy belongs on, when the catalogue says
+
+
+class ShelfProgress(_Model):
+    shelf: str
+    expected: int = Field(ge=0)  # copies the catalogue places on this shelf
+    seen: int = Field(ge=0)      # of those, counted in this stocktake so far
+
+
+class StocktakeScanResult(_Model):
+    stocktake: int = Field(ge=1)  # its running number (part III of the general register)
+    name: str
+    items: list[StocktakeLine]    # one per code sent, in the order sent
+    counted: int = Field(ge=0)    # copies counted in this stocktake so far, all shelves
+    shelf: ShelfProgress | None = None
+
+
 RESULT_BY_OP: dict[Op, type[_Model]] = {
     Op.PATRON_IDENTIFY: IdentifyResult,
     Op.LOAN_CHECKOUT: CheckoutResult,
@@ -177,6 +227,7 @@ RESULT_BY_OP: dict[Op, type[_Model]] = {
     Op.LOAN_RENEW: RenewResult,
     Op.ITEM_INFO: ItemInfoResult,
     Op.GATE_SYNC: GateSyncResult,
+    Op.STOCKTAKE_SCAN: StocktakeScanResult,
 }
 
 

@@ -14,6 +14,9 @@ cannot lend), is answered `unauthorized` and changes nothing; an event from an u
 station is dropped. The registry lives in memory (server/stations.py). An online
 request whose `at` is far from the server's clock raises one `station.clock_skew`
 alert per station, stored and published by the events worker.
+
+`stocktake.scan` (an addition to v1) is answered here, by `StocktakeScans`, on the same
+worker and through the same idempotency record as the circulation's operations.
 """
 
 from __future__ import annotations
@@ -28,24 +31,36 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from protocol import (
     MAX_PAYLOAD_BYTES,
     Alert,
     ErrorCode,
+    Op,
     ProtocolError,
     Reply,
     Request,
+    ShelfProgress,
     Status,
+    StocktakeLine,
+    StocktakeScanArgs,
+    StocktakeScanResult,
+    default_message,
     encode,
     parse_request,
     topics,
 )
 from protocol.models import OFFLINE_STATUS
 from server import __version__
-from server.circulation import Circulation, utc_now
+from server import db
+from server import stocktake
+from server.circulation import Circulation, Outcome, utc_now
 from server.config import ServerConfig
 from server.events import EventWorker, StationEvents
+from server.models import Copy, CopyStatus, ProcessedRequest, StocktakeScan
 from server.stations import StationRegistry
 
 log = logging.getLogger("thuvien.server")
@@ -66,6 +81,130 @@ _TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
+# Room for the reply's envelope around a result (its id is at most 128 characters).
+_ENVELOPE_ROOM = 1024
+
+
+class StocktakeScans:
+    """`stocktake.scan`: the codes of a batch counted in the open stocktake
+    (server/stocktake.py), each answered with what it was, and the shelf's progress.
+
+    Answered once per request id, through the circulation's idempotency record
+    (`processed_requests`). The count commits first, the reply right after: a copy counts
+    once whatever happens, so a retry after a crash between the two hears "already
+    counted" where the first answer would have said "counted", and nothing is counted twice.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], config: ServerConfig,
+                 clock: Callable[[], dt.datetime] = utc_now) -> None:
+        self._sessions = sessions
+        self._language = config.language
+        self._clock = clock
+
+    def handle_request(self, request: Request, station: str) -> Outcome:
+        try:
+            return self._handle(request, station)
+        except Exception:
+            # Not stored, like the circulation's `internal`: the station's retry may succeed.
+            log.exception("request %s (%s) from station %s failed", request.id,
+                          request.op.value, station)
+            return Outcome(self._failure(request.id, ErrorCode.INTERNAL))
+
+    def _handle(self, request: Request, station: str) -> Outcome:
+        stored = self._stored_reply(request, station)
+        if stored is not None:
+            return Outcome(stored, repeated=True)
+        args = request.args
+        assert isinstance(args, StocktakeScanArgs)
+        current = stocktake.open_stocktake(self._sessions)
+        if current is None:
+            reply = self._failure(request.id, ErrorCode.NO_STOCKTAKE)
+        else:
+            try:
+                scanned = stocktake.scan(self._sessions, current.id, args.items, args.shelf,
+                                         station, now=self._clock())
+            except stocktake.StocktakeError as refusal:  # closed since we looked
+                reply = self._failure(request.id, ErrorCode.NO_STOCKTAKE,
+                                      refusal.text(self._language))
+            else:
+                result = self._result(current.id, current.number, current.name, scanned,
+                                      args.shelf)
+                reply = Reply.success(request.id, result)
+        return self._store(request, station, reply)
+
+    def _result(self, stocktake_id: int, number: int, name: str,
+                scanned: stocktake.ScanResult, shelf: str | None) -> StocktakeScanResult:
+        lines = [StocktakeLine(
+            code=line.code, outcome=line.outcome.value,  # type: ignore[arg-type]
+            flags=[flag for flag, on in (("withdrawn", line.withdrawn), ("on_loan", line.on_loan),
+                                         ("misplaced", line.misplaced)) if on],
+            item=line.copy.accession_number if line.copy else None,
+            title=line.copy.title if line.copy else None,
+            location=line.copy.location if line.copy else None) for line in scanned.lines]
+        with self._sessions() as session:
+            counted = session.scalar(select(func.count(StocktakeScan.id))
+                                     .where(StocktakeScan.stocktake_id == stocktake_id)) or 0
+            progress = _shelf_progress(session, stocktake_id, shelf) if shelf else None
+        result = StocktakeScanResult(stocktake=number, name=name, items=lines,
+                                     counted=counted, shelf=progress)
+        for leave_out in ("title", "location"):
+            if len(encode(result)) <= MAX_PAYLOAD_BYTES - _ENVELOPE_ROOM:
+                break
+            # A station drops a reply over the payload limit: the outcomes matter most.
+            log.warning("stocktake.scan: %d lines do not fit one reply; without their %s",
+                        len(lines), leave_out)
+            lines = [line.model_copy(update={leave_out: None}) for line in lines]
+            result = result.model_copy(update={"items": lines})
+        return result
+
+    # --- the idempotency record, as the circulation keeps it -------------------------
+
+    def _stored_reply(self, request: Request, station: str) -> Reply | None:
+        with self._sessions() as session:
+            row = session.get(ProcessedRequest, request.id)
+            if row is None:
+                return None
+            if row.station != station or row.op != request.op.value:
+                # Never hand one station's answer to another.
+                log.warning("request id %s from %s (%s) was already used by %s (%s)",
+                            request.id, station, request.op.value, row.station, row.op)
+                return self._failure(request.id, ErrorCode.BAD_REQUEST,
+                                     f"{default_message(ErrorCode.BAD_REQUEST, self._language)} "
+                                     "(this request id was already used)")
+            return Reply.model_validate(row.reply)
+
+    def _store(self, request: Request, station: str, reply: Reply) -> Outcome:
+        try:
+            with self._sessions.begin() as session:
+                session.add(ProcessedRequest(
+                    request_id=request.id, station=station, op=request.op.value,
+                    reply=reply.model_dump(mode="json"), server_at=self._clock(),
+                    offline=request.offline))
+        except IntegrityError:
+            # Another server process answered this id meanwhile: its answer stands.
+            stored = self._stored_reply(request, station)
+            if stored is None:
+                raise
+            return Outcome(stored, repeated=True)
+        return Outcome(reply)
+
+    def _failure(self, request_id: str, code: ErrorCode, message: str | None = None) -> Reply:
+        return Reply.failure(request_id, code, message or default_message(code, self._language))
+
+
+def _shelf_progress(session: Session, stocktake_id: int, shelf: str) -> ShelfProgress:
+    """The copies the catalogue places on `shelf` (compared as server/stocktake.py does:
+    trimmed, any case) and how many of them this stocktake has seen, wherever."""
+    shelf = " ".join(shelf.split())
+    expected, seen = session.execute(
+        select(func.count(Copy.id), func.count(StocktakeScan.id)).select_from(Copy)
+        .outerjoin(StocktakeScan, and_(StocktakeScan.copy_id == Copy.id,
+                                       StocktakeScan.stocktake_id == stocktake_id))
+        .where(Copy.status != CopyStatus.WITHDRAWN,
+               func.upper(func.trim(Copy.location)) == func.upper(shelf))).one()
+    return ShelfProgress(shelf=shelf, expected=expected, seen=seen)
+
+
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     # Without TCP_NODELAY each QoS 1 round trip waits ~40 ms for Nagle (STACK.md).
     try:
@@ -85,6 +224,8 @@ class LibraryService:
             events or StationEvents(circulation.engine, config, circulation.clock),
             self._publish_alert)
         self.stations = StationRegistry(circulation.engine, config.stations.refresh_seconds)
+        self.stocktakes = StocktakeScans(db.session_factory(circulation.engine), config,
+                                         circulation.clock)
         # The machine's clock, not the circulation's: skew is between two real clocks.
         self._wall_clock = wall_clock
         self._skewed: set[str] = set()  # stations whose skew is already reported
@@ -220,7 +361,7 @@ class LibraryService:
         if refusal is not None:
             self._reply(station, refusal)
             return
-        outcome = self.circulation.handle_request(request, station)
+        outcome = self.answer(request, station)
         self.requests_handled += 1
         self._reply(station, outcome.reply)
         for entry in outcome.entries:
@@ -229,6 +370,12 @@ class LibraryService:
             self._publish_alert(alert)
         if not request.offline and not outcome.repeated:
             self.check_clock(station, request)
+
+    def answer(self, request: Request, station: str) -> Outcome:
+        """The answer to an authorized request, committed, ready to publish."""
+        if request.op is Op.STOCKTAKE_SCAN:
+            return self.stocktakes.handle_request(request, station)
+        return self.circulation.handle_request(request, station)
 
     # --- who may ask what --------------------------------------------------------
 

@@ -91,7 +91,8 @@ class KioskApp(App):
         self._on_ready = on_ready
         self._inbox: queue.SimpleQueue[Delivery | PadNotice] = queue.SimpleQueue()
         self._backend = backend
-        self.worker = SessionWorker(backend, config.session, self._post, clock=clock)
+        self.worker = SessionWorker(backend, config.session, self._post, clock=clock,
+                                    stocktake=config.stocktake)
         self.wedge = WedgeDecoder(config.ui.scanner_max_key_interval_ms / 1000,
                                   accept_typed=config.ui.accept_typed)
         self.active = False        # a reader's session (borrowing or returning) is open
@@ -224,8 +225,15 @@ class KioskApp(App):
         # A store-and-forward backend keeps the station serving by its offline policy.
         return bool(getattr(self._backend, "serves_offline", False))
 
+    @property
+    def stocktake_only(self) -> bool:
+        """A stocktake station: its home is the stocktake screen."""
+        return self.station.session.mode == "stocktake"
+
     def go_home(self) -> None:
-        if self.locked or (not self.online and not self.serves_offline):
+        if self.stocktake_only and not self.locked:
+            self.go("stocktake")  # it tells by itself when the library cannot be reached
+        elif self.locked or (not self.online and not self.serves_offline):
             oos = self.go("out_of_service")
             oos.reason = "locked" if self.locked else "offline"  # type: ignore[attr-defined]
         else:
@@ -242,6 +250,13 @@ class KioskApp(App):
 
     def done(self) -> None:
         self.worker.done()
+
+    def start_stocktake(self) -> None:
+        """From the reader screen: the session lets only a staff reader in."""
+        self.worker.start_stocktake()
+
+    def choose_shelf(self, shelf: str) -> None:
+        self.worker.choose_shelf(shelf)
 
     def still_here(self) -> None:
         if self.warning is not None:
@@ -273,6 +288,12 @@ class KioskApp(App):
             self._check_devices()
         elif action == "menu":
             self.go("staff_menu")
+        elif action == "stocktake":
+            # The server checked this staff member's card and PIN to open the menu.
+            staff = self.screen("staff_menu").staff_name or "staff"  # type: ignore[attr-defined]
+            for name in sc.STAFF_SCREENS:
+                self.screen(name).clear()
+            self.worker.start_stocktake(staff)
         elif action == "restart":
             self.quit(EXIT_RESTART)
         elif action == "leave":
@@ -304,7 +325,8 @@ class KioskApp(App):
             return
         if current in sc.STAFF_SCREENS:
             return  # staff at work: a stray read must not start a session behind them
-        if self.locked or not self.online:
+        if self.locked or (not self.online and current != "stocktake"):
+            # (A stocktake batch says by itself that it could not reach the library.)
             # Staff open staff mode with the button; a reader is told what to do instead.
             self.notify(text("oos.locked_body" if self.locked else "oos.offline_body", self.language),
                         "warn", chime="attention")
@@ -316,8 +338,16 @@ class KioskApp(App):
         else:
             self.worker.scan(code)
 
+    def _typing(self) -> bool:
+        """Staff type a shelf's name: the keys are the text field's, not a scanner's."""
+        return (self.current == "stocktake"
+                and bool(self.screen("stocktake").ids.shelf_input.focus))
+
     def _on_key_down(self, _window: Any, key: int, _scancode: int, _codepoint: str | None,
                      _modifiers: list[str]) -> bool:
+        if self._typing() and key != KEY_ESCAPE:
+            self.wedge.reset()
+            return False
         if key in (KEY_ENTER, KEY_NUMPAD_ENTER):
             read = self.wedge.enter()
             if read is not None:
@@ -333,7 +363,8 @@ class KioskApp(App):
         return False
 
     def _on_textinput(self, _window: Any, text_in: str) -> None:
-        self.wedge.key(text_in)
+        if not self._typing():
+            self.wedge.key(text_in)
 
     def _on_request_close(self, *_args: object, **_kwargs: object) -> bool:
         # The window manager's close (Alt+F4) is refused; only staff or `stop` end the kiosk.
@@ -430,6 +461,9 @@ class KioskApp(App):
                 if self.serves_offline:
                     # The session goes on; what it accepts is recorded in the outbox.
                     log.warning("the link is down: serving by the offline policy")
+                elif self.current == "stocktake":
+                    # Staff count on: each batch says plainly it must be scanned again.
+                    log.warning("the link is down: stocktake scans cannot be counted now")
                 else:
                     log.warning("the link is down: showing the offline screen")
                     if self.active:

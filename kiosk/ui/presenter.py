@@ -3,7 +3,8 @@
 The session's outcomes (and the staff login's answer) arrive here one at a time, in
 order; each one updates the screen it belongs to, switches to it, and speaks the same
 sentence the screen shows. The end of a borrowing session leads to the summary and
-its receipt choices, which live here too.
+its receipt choices, which live here too. Stocktake outcomes go to their own screen
+(`_stocktake`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from kivy.clock import Clock
 from kivy.core.image import Image as CoreImage
 
-from kiosk.messages import format_date, given_name, text
+from kiosk.messages import format_date, given_name, stocktake_tone, stocktake_words, text
 from kiosk.rfidpad import NOTICE_TONE, PadNotice, notice_text
 from kiosk.session import (
+    NOT_STAFF,
     Ignored,
     InactivityWarning,
     ItemBorrowed,
@@ -31,6 +33,12 @@ from kiosk.session import (
     ReturnRefused,
     ServerUnreachable,
     SessionEnded,
+    ShelfChosen,
+    StocktakeCounted,
+    StocktakeEnded,
+    StocktakeRefused,
+    StocktakeStarted,
+    StocktakeUnreachable,
     Unreadable,
 )
 from kiosk.ui import screens as sc
@@ -115,6 +123,11 @@ class Presenter:
                 self._session_ended(outcome)
             case Ignored(reason="same_card"):
                 self.notify(t("same_card"), "info")
+            case Ignored(reason="stocktake"):
+                self.notify(t("stocktake.card_ignored"), "info", chime="attention")
+            case (StocktakeStarted() | ShelfChosen() | StocktakeCounted() | StocktakeRefused()
+                  | StocktakeUnreachable() | StocktakeEnded()):
+                self._stocktake(outcome)
             case Ignored():
                 pass  # a scanner's repeat: the reader saw the first read's answer
             case StaffLogin():
@@ -156,6 +169,55 @@ class Presenter:
             first = text("summary.borrowed_none", language)
         app.go_home()
         self.notify(f"{first} {text(f'ended.{ended.reason}', language)}", "info")
+
+    def _stocktake(self, outcome: (StocktakeStarted | ShelfChosen | StocktakeCounted
+                                   | StocktakeRefused | StocktakeUnreachable
+                                   | StocktakeEnded)) -> None:
+        app = self.app
+        language = app.language
+        screen: sc.StocktakeScreen = app.screen("stocktake")  # type: ignore[assignment]
+        match outcome:
+            case StocktakeStarted(fixed=fixed):
+                if app.warning is not None:
+                    app.warning.stop()
+                # A staff member identified as a reader: nothing of that stays on screen.
+                for name in ("reader", "scanning", "return"):
+                    app.screen(name).clear()
+                app.reader_name = None
+                app.active = not fixed  # touches keep it open; a lock ends it
+                screen.start(outcome)
+                if not app.locked:
+                    app.go("stocktake")
+                self.speak(text("stocktake.started", language), "ok")
+            case ShelfChosen(shelf=shelf):
+                screen.shelf_chosen(outcome)
+                self.speak(text("stocktake.shelf_chosen", language, shelf=shelf), "ok")
+            case StocktakeCounted(lines=lines):
+                screen.counted(outcome)
+                tones = {stocktake_tone(line) for line in lines}
+                chime: Chime = ("error" if "error" in tones else
+                                "attention" if tones & {"warn", "info"} else "ok")
+                if len(lines) == 1:
+                    sentence = stocktake_words(lines[0], language)
+                else:
+                    sentence = screen.progress_line or screen.total_line
+                self.speak(sentence, chime)
+            case StocktakeRefused(code=code) if code == NOT_STAFF:
+                self.notify(text("stocktake.not_staff", language), "error", chime="error")
+            case StocktakeRefused(items=items, code=code, message=message):
+                screen.not_counted(items, code, message)
+                self.notify(text("stocktake.refused", language,
+                                 message=sc.why(code, message, language)), "error", chime="error")
+            case StocktakeUnreachable(items=items):
+                screen.not_counted(items, sc.UNREACHABLE, None)
+                self.notify(text("stocktake.unreachable", language, n=len(items)), "warn",
+                            chime="error")
+            case StocktakeEnded(counted_here=counted, fixed=fixed):
+                app.active = False
+                screen.clear()
+                if not fixed:
+                    app.go_home()
+                self.notify(text("stocktake.ended", language, n=counted), "info")
 
     def warn(self, seconds: float) -> None:
         app = self.app

@@ -28,7 +28,15 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen, ScreenManager
 
-from kiosk.messages import block_reason, format_date, given_name, refusal, text
+from kiosk.messages import (
+    block_reason,
+    format_date,
+    given_name,
+    refusal,
+    stocktake_tone,
+    stocktake_words,
+    text,
+)
 from kiosk.session import (
     INCOMPLETE_SET,
     ItemBorrowed,
@@ -37,13 +45,18 @@ from kiosk.session import (
     PatronIdentified,
     ReturnRefused,
     SessionEnded,
+    ShelfChosen,
+    StocktakeCounted,
+    StocktakeStarted,
 )
-from kiosk.ui.widgets import BookPicture, CardPicture, ItemRow
+from kiosk.ui.widgets import BookPicture, CardPicture, ItemRow, KButton
+from protocol import StocktakeLine
 
 if TYPE_CHECKING:
     from kiosk.ui.worker import StaffLogin
 
 KV_DIR = Path(__file__).resolve().parent / "kv"
+UNREACHABLE = "unreachable"  # a stocktake batch that never reached the library
 
 
 def _app() -> Any:
@@ -110,6 +123,7 @@ class ReaderScreen(KioskScreen):
     class_line = StringProperty("")
     status = StringProperty("")
     blocked = BooleanProperty(False)
+    staff = BooleanProperty(False)  # library staff may switch to stocktake from here
     loans_header = StringProperty("")
 
     def show(self, patron: PatronIdentified) -> None:
@@ -119,7 +133,7 @@ class ReaderScreen(KioskScreen):
     def clear(self) -> None:
         self.patron = None
         self.greeting = self.class_line = self.status = self.loans_header = ""
-        self.blocked = False
+        self.blocked = self.staff = False
         self.ids.blocks.clear_widgets()
         self.ids.loans.clear_widgets()
 
@@ -132,6 +146,7 @@ class ReaderScreen(KioskScreen):
                          else tr(f"hello.{p.kind}", given_name=given_name(p.name)))
         self.class_line = tr("reader.class", class_name=p.class_name) if p.class_name else ""
         self.blocked = bool(p.blocks)
+        self.staff = p.kind == "staff"
         # The screen says "scan each book" beside its picture; the voice says it all at once.
         self.status = status_sentence(p, _app().language, prompt=False)
         blocks = self.ids.blocks
@@ -331,6 +346,100 @@ class SummaryScreen(KioskScreen):
         self.status = tr(key) if key else ""
 
 
+class StocktakeScreen(KioskScreen):
+    """Kiểm kê: the shelf being counted and its progress, each copy read with what it
+    was (counted, already counted, unknown; withdrawn, on loan, misplaced), "Finish"."""
+
+    kv_file = "stocktake.kv"
+    KEEP = 200  # rows kept on screen; the library keeps the count
+    # a StocktakeLine, or (the code, why it was not counted: UNREACHABLE or the error
+    # code, the server's message or None)
+    entries = ListProperty()
+    shelf = StringProperty("")
+    recent = ListProperty()
+    fixed = BooleanProperty(False)
+    total = ObjectProperty(None, allownone=True)     # (stocktake number, counted) or None
+    progress = ObjectProperty(None, allownone=True)  # ShelfProgress of the shelf, or None
+    total_line = StringProperty("")
+    shelf_line = StringProperty("")
+    progress_line = StringProperty("")
+
+    def start(self, started: StocktakeStarted) -> None:
+        self.entries, self.shelf, self.total, self.progress = [], "", None, None
+        self.fixed, self.recent = started.fixed, list(started.recent)
+        self.render()
+
+    def shelf_chosen(self, chosen: ShelfChosen) -> None:
+        self.shelf, self.recent, self.progress = chosen.shelf, list(chosen.recent), None
+        self.render()
+
+    def counted(self, outcome: StocktakeCounted) -> None:
+        self.entries = [*self.entries, *outcome.lines][-self.KEEP:]
+        self.total = (outcome.stocktake, outcome.counted)
+        if outcome.progress is not None and outcome.shelf == self.shelf:
+            self.progress = outcome.progress
+        self.render()
+
+    def not_counted(self, items: tuple[str, ...], reason: str, message: str | None) -> None:
+        self.entries = [*self.entries, *((code, reason, message) for code in items)][-self.KEEP:]
+        self.render()
+
+    def submit_shelf(self) -> None:
+        field = self.ids.shelf_input
+        if field.text.strip():
+            _app().choose_shelf(field.text)
+        field.text = ""
+        field.focus = False
+
+    def clear(self) -> None:
+        self.entries, self.shelf, self.total, self.progress = [], "", None, None
+        self.total_line = self.shelf_line = self.progress_line = ""
+        self.ids.latest.clear_widgets()
+        self.ids.history.clear_widgets()
+
+    def render(self) -> None:
+        language = _app().language
+        self.shelf_line = (tr("stocktake.shelf", shelf=self.shelf) if self.shelf
+                           else tr("stocktake.no_shelf"))
+        self.total_line = (tr("stocktake.total", number=self.total[0], n=self.total[1])
+                           if self.total else "")
+        p = self.progress
+        self.progress_line = (tr("stocktake.progress", shelf=p.shelf, seen=p.seen,
+                                 expected=p.expected) if p is not None else "")
+        shelves = self.ids.recent
+        shelves.clear_widgets()
+        for name in self.recent:
+            button = KButton(text=name, outline=True, bg=self.ids.set_shelf.bg,
+                             font_size=self.ids.set_shelf.font_size * 0.8)
+            button.bind(on_release=lambda _b, shelf=name: _app().choose_shelf(shelf))
+            shelves.add_widget(button)
+        latest, history = self.ids.latest, self.ids.history
+        latest.clear_widgets()
+        history.clear_widgets()
+        rows = [stocktake_row(e, language) for e in self.entries]
+        if rows:
+            big = rows[-1]
+            big.large = True
+            latest.add_widget(big)
+        for row in reversed(rows[:-1]):
+            history.add_widget(row)
+
+
+def stocktake_row(entry: StocktakeLine | tuple[str, str, str | None], language: str) -> ItemRow:
+    if isinstance(entry, StocktakeLine):
+        tone = stocktake_tone(entry)
+        title = entry.title or entry.item or entry.code
+        detail = stocktake_words(entry, language)
+        if entry.item:
+            detail = f"{entry.item} · {detail}"
+        return ItemRow(tone=tone, title=title, detail=detail,
+                       detail_tone=tone if tone in ("error", "warn") else "none")
+    code, reason, message = entry
+    detail = (text("stocktake.unreachable", language, n=1) if reason == UNREACHABLE
+              else text("stocktake.refused", language, message=why(reason, message, language)))
+    return ItemRow(tone="error", title=code, detail=detail, detail_tone="error")
+
+
 class StaffLoginScreen(KioskScreen):
     """Staff card, then PIN on the keypad; the server checks the PIN."""
 
@@ -460,6 +569,7 @@ SCREENS: dict[str, type[KioskScreen]] = {
     "staff_menu": StaffMenuScreen,
     "devices": DevicesScreen,
     "out_of_service": OutOfServiceScreen,
+    "stocktake": StocktakeScreen,
 }
 STAFF_SCREENS = frozenset({"staff_login", "staff_menu", "devices"})
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from kiosk.backend import Backend, BackendUnavailable
-from kiosk.config import SessionConfig
+from kiosk.config import SessionConfig, StocktakeConfig
 from kiosk.session import Outcome, Session
 from protocol import ErrorCode, IdentifyArgs, IdentifyResult, Op
 
@@ -47,13 +47,14 @@ _STOP = object()
 class SessionWorker:
     def __init__(self, backend: Backend, config: SessionConfig,
                  deliver: Callable[[Delivery], None], *,
-                 clock: Callable[[], float] = time.monotonic, tick_interval: float = 0.25) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick_interval: float = 0.25,
+                 stocktake: StocktakeConfig | None = None) -> None:
         self._backend = backend
         self._config = config
         self._deliver = deliver
         self._tick_interval = tick_interval
         self._queue: queue.Queue[object] = queue.Queue()
-        self._session = Session(backend, config, self, clock)
+        self._session = Session(backend, config, self, clock, stocktake)
         self._thread = threading.Thread(target=self._run, name="kiosk-session", daemon=True)
         self._warned_keep_alive = False
 
@@ -87,9 +88,18 @@ class SessionWorker:
     def staff_login(self, card: str, pin: str) -> None:
         self._queue.put(("staff_login", card, pin))
 
+    def start_stocktake(self, staff: str | None = None) -> None:
+        """Stocktake mode; `staff` names a staff login the server checked."""
+        self._queue.put(("start_stocktake", staff))
+
+    def choose_shelf(self, shelf: str) -> None:
+        self._queue.put(("choose_shelf", shelf))
+
     # --- lifecycle ---
 
     def start(self) -> None:
+        if self._config.mode == "stocktake":
+            self.start_stocktake()  # a stocktake station shows its screen before any read
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -142,6 +152,10 @@ class SessionWorker:
             case ("staff_login", card, pin):
                 self._session.logout()
                 self._deliver(self._staff_login(card, pin))
+            case ("start_stocktake", staff):
+                self._session.start_stocktake(staff)
+            case ("choose_shelf", shelf):
+                self._session.choose_shelf(shelf)
 
     def _keep_alive(self) -> None:
         keep_alive = getattr(self._session, "keep_alive", None)

@@ -35,6 +35,7 @@ from kiosk.session import (
     Outcome,
     ReturnRefused,
     Session,
+    StocktakeStarted,
 )
 from protocol import CheckoutArgs, Op
 
@@ -143,6 +144,23 @@ def test_books_laid_down_before_the_card_are_lent_when_the_card_comes(
     assert kinds(station.run(0.6)) == ["PatronIdentified", "ItemBorrowed", "ItemBorrowed"]
     assert library.loans_of(TEACHER) == ["TN.00001", "TN.00002"]
     assert station.afi(*books) == [ON_LOAN] * 2
+
+
+def test_books_already_on_the_pad_are_read_again_when_a_stocktake_starts(
+        station: PadStation) -> None:
+    books = [tag("TN00001"), tag("TN00002")]
+    station.sim.place(*books)
+    assert kinds(station.run(0.4)) == ["NeedCard", "NeedCard"]
+    station.pad.step()
+    assert station.reads == []  # left lying there, they are not read again...
+
+    station.pad.on_outcome(StocktakeStarted(fixed=False, recent=()))
+    station.pad.step()
+    # ...until the librarian starts counting: then each counts, once.
+    assert sorted(read.code for read in station.reads) == ["TN00001", "TN00002"]
+    station.reads.clear()
+    station.pad.step()
+    assert station.reads == []
 
 
 def test_a_refused_book_keeps_its_in_stock_afi(station: PadStation, library) -> None:  # type: ignore[no-untyped-def]

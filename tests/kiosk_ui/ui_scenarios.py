@@ -432,3 +432,79 @@ def rfid_pad(ctx: Context) -> None:
     press(ctx, "summary", "finish")
     p.wait_screen("idle")
     ctx.report["afi"] = [pad.tag(t.uid).afi for t in (*books, part)]
+
+
+def stocktake(ctx: Context) -> None:
+    """A librarian logs in, chooses Stocktake, counts a shelf by its label (one copy
+    misplaced, one code unknown), types another shelf, goes back to the first from the
+    recent ones, and finishes: the kiosk lends again."""
+    p = ctx.pilot
+    p.wait_screen("idle")
+    press(ctx, "idle", "staff")
+    p.wait_screen("staff_login")
+    assert ctx.scanner.feed("CB-0001")
+    key_on_pad(ctx, "2468")
+    press(ctx, "staff_login", "ok")
+    p.wait_screen("staff_menu")
+    shows(ctx, "Kiểm kê")
+    press(ctx, "staff_menu", "stocktake")
+    p.wait_screen("stocktake")
+    shows(ctx, "Kiểm kê", "Chưa chọn giá", "Kết thúc", "Chọn giá")
+    said(ctx, "Kiểm kê: quét nhãn giá sách hoặc chọn giá, rồi quét từng cuốn sách.")
+
+    assert ctx.scanner.feed("SHELF:Kệ 1")
+    shows(ctx, "Giá: Kệ 1")
+    said(ctx, "Đang kiểm giá Kệ 1. Hãy quét từng cuốn sách.")
+    assert ctx.scanner.feed("TN00001")
+    assert wait_latest(ctx, "stocktake", DE_MEN) == ("ok", DE_MEN, "TN.00001 · Đã kiểm")
+    shows(ctx, "Giá Kệ 1: đã thấy 1/4 cuốn", "Đợt kiểm kê số 1: đã kiểm 1 cuốn")
+    said(ctx, "Đã kiểm")
+    assert ctx.scanner.feed("TK00001")
+    tone, title, detail = wait_latest(ctx, "stocktake", "Từ điển")
+    assert (tone, detail) == ("warn", "TK.00001 · Đã kiểm · Sai vị trí: sách thuộc giá Kệ 2"), detail
+    assert ctx.voice.chimes[-1] == "attention"
+    assert ctx.scanner.feed("KHONG-CO-MA")
+    assert wait_latest(ctx, "stocktake", "KHONG-CO-MA") == ("error", "KHONG-CO-MA", "Không rõ mã")
+    assert ctx.voice.chimes[-1] == "error"
+    assert ctx.scanner.feed("HS-2025-0001")  # a reader's card: no session behind the librarian
+    shows(ctx, "Đang kiểm kê: trạm tạm thời không cho mượn sách.")
+    assert p.current() == "stocktake"
+
+    # Another shelf, typed on a keyboard: the keys fill the field, they are no scan.
+    field = p.widget("stocktake", "shelf_input")
+    p.call(lambda: setattr(field, "focus", True))
+    p.keys("Kệ 2", interval_s=0.12, enter=False)
+    p.wait_for(lambda: field.text == "Kệ 2", what="the typed shelf")
+    press(ctx, "stocktake", "set_shelf")
+    shows(ctx, "Giá: Kệ 2", "Giá vừa kiểm:")
+    recent = p.wait_for(lambda: {b.text: b for b in ctx.app.screen("stocktake").ids.recent.children}
+                        if len(ctx.app.screen("stocktake").ids.recent.children) == 2 else None,
+                        what="two recent shelves")
+    ctx.pilot.press(recent["Kệ 1"])
+    shows(ctx, "Giá: Kệ 1")
+    ctx.report["rows"] = p.call(lambda: len(ctx.app.screen("stocktake").entries))
+
+    press(ctx, "stocktake", "end")
+    p.wait_screen("idle")
+    shows(ctx, "Kết thúc kiểm kê ở trạm này: đã kiểm 2 cuốn.")
+    nothing_personal(ctx, "Từ điển", "KHONG-CO-MA")
+    # Lending again. Another reader's card: An's, read a moment ago, is still within the
+    # duplicate window (a card left on the reader must not start a session).
+    assert ctx.scanner.feed("HS-2025-0002")
+    p.wait_screen("reader")
+
+
+def stocktake_station(ctx: Context) -> None:
+    """A kiosk configured for stocktake only: it opens on the stocktake screen, counts,
+    and "Finish" starts a new round instead of lending."""
+    p = ctx.pilot
+    p.wait_screen("stocktake")
+    shows(ctx, "Chưa chọn giá")
+    assert ctx.scanner.feed("TN00002")
+    assert wait_latest(ctx, "stocktake", DE_MEN)[0] == "ok"
+    press(ctx, "stocktake", "end")
+    shows(ctx, "Kết thúc kiểm kê ở trạm này: đã kiểm 1 cuốn.")
+    assert p.current() == "stocktake"
+    assert p.call(lambda: ctx.app.screen("stocktake").entries) == []
+    assert ctx.scanner.feed("TN00002")  # counted before: said so
+    assert wait_latest(ctx, "stocktake", DE_MEN) == ("info", DE_MEN, "TN.00002 · Đã kiểm trước đó")

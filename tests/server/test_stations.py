@@ -29,6 +29,7 @@ ARGS: dict[Op, dict[str, str]] = {
     Op.LOAN_RENEW: {"patron": "HS-2024-0153", "item": TN[0]},
     Op.ITEM_INFO: {"item": TN[0]},
     Op.GATE_SYNC: {},
+    Op.STOCKTAKE_SCAN: {"items": [TN[0]]},
 }
 MAY = {
     "kiosk": set(Op), "desk": set(Op),
