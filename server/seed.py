@@ -378,7 +378,9 @@ def _file_receipts(session: Session, rng: random.Random, copies: list[dict[str, 
         day: dt.date = row["acquired_on"]
         groups.setdefault((day.year, day.month, row["kind"] == "GK"), []).append(row)
     created = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
-    for number, key in enumerate(sorted(groups), start=1):
+    # Numbered in date order, as the register is written: the first day of each intake.
+    dated = sorted(groups, key=lambda key: (min(row["acquired_on"] for row in groups[key]), key))
+    for number, key in enumerate(dated, start=1):
         rows = groups[key]
         received_on = min(row["acquired_on"] for row in rows)
         textbooks = key[2]
