@@ -31,7 +31,7 @@ __all__ = ["REPORT_NAMES", "UpwardEntry", "UpwardLedgerBatch", "UpwardReport", "
 
 # The snapshots a school publishes (the `json` form of these reports, issue #7).
 REPORT_NAMES: tuple[str, ...] = ("statistics", "tt16")
-MAX_BATCH = 500  # entries in one batch; keeps a payload well under 64 KiB
+MAX_BATCH = 200  # entries in one batch: ~235 bytes each keeps a payload under 64 KiB
 
 
 class _Model(BaseModel):

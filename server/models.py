@@ -456,3 +456,17 @@ __all__ = [
     "ReaderSession", "AcquisitionSource", "Receipt", "AccessionCounter", "WithdrawalReason",
     "Withdrawal", "Stocktake", "StocktakeScan",
 ]
+
+
+class ServerState(Base):
+    """Small values the server keeps for itself across restarts, by key: the upward
+    publisher's cursor (`upward.ledger_seq`, the last ledger seq the broker took)."""
+
+    __tablename__ = "server_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+__all__ += ["ServerState"]
