@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from protocol.configfile import MqttConfig, load_toml_file
 from protocol.topics import SiteName
+from protocol.upward import MAX_BATCH
 from server.reports.labels import LabelsConfig
+from server.sip2.config import Sip2Config
 from server.web.config import WebConfig
 
 ReaderKind = Literal["student", "teacher", "staff"]
@@ -192,6 +194,24 @@ class LibraryConfig(_Section):
         return f"{prefix}{self.accession_separator}{running:0{self.accession_digits}d}"
 
 
+class UpwardConfig(_Section):
+    """`[upward]`: reporting to the commune office and the province (server/upward.py).
+
+    The school server publishes its ledger, reduced to nothing personal, and retained
+    report snapshots on its own broker; `thuvien bridge config` bridges them upward.
+    """
+
+    enabled: bool = False
+    # How often the ledger after the cursor is looked for (and resent after an outage).
+    interval_s: float = Field(default=2.0, gt=0, le=3600)
+    # Entries per batch; a batch is cut smaller still when its payload would pass 60 KiB.
+    batch_size: int = Field(default=200, ge=1, le=MAX_BATCH)
+    # The statistics and Thông tư 16 snapshots are published at start and this often.
+    reports_every_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
+    # The commune office (or district) this school reports to, for people reading the config.
+    commune: str | None = Field(default=None, max_length=200)
+
+
 class ServerConfig(_Section):
     version: Literal[1] = 1
     site: SiteName
@@ -206,6 +226,8 @@ class ServerConfig(_Section):
     web: WebConfig = Field(default_factory=WebConfig)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    sip2: Sip2Config = Field(default_factory=Sip2Config)
+    upward: UpwardConfig = Field(default_factory=UpwardConfig)
 
 
 def load(path: str) -> ServerConfig:
