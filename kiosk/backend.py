@@ -2,8 +2,11 @@
 
 The MQTT link (`kiosk/link.py`) answers live; the store-and-forward backend
 (`kiosk/offline.py`) wraps it and, while the library cannot be reached, answers from
-the station itself by its offline policy. The session never knows which transport
-carries its requests, only whether an answer is the server's or the station's.
+the station itself by its offline policy; the SIP2 backend (`kiosk/sip2_backend.py`)
+asks any SIP2 library system (Koha, Evergreen, FOLIO, our own server's gateway). The
+session never knows which transport carries its requests, only whether an answer is
+the server's or the station's, and what the library behind it can do at all
+(`supports`): what it cannot do is not offered to the reader.
 """
 
 from __future__ import annotations
@@ -57,3 +60,19 @@ class Backend(Protocol):
         Raises BackendUnavailable when the library cannot answer and nothing was accepted.
         """
         ...
+
+
+class Capable(Protocol):
+    """A backend that does not answer every operation says which ones it does."""
+
+    def supports(self, op: Op) -> bool:
+        """Whether the library behind this backend can answer `op` at all (not whether
+        it can be reached now)."""
+        ...
+
+
+def supports(backend: object, op: Op) -> bool:
+    """Whether `backend` answers `op`: a backend without `supports` (our server, over
+    MQTT, with or without store and forward) answers every operation of the protocol."""
+    method = getattr(backend, "supports", None)
+    return True if method is None else bool(method(op))

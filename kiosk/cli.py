@@ -1,4 +1,9 @@
-"""Start a station from its configuration: scanner, MQTT link, session, terminal."""
+"""Start a station from its configuration: scanner, backend, session, terminal or screen.
+
+The backend is the config's `backend`: "mqtt" (our server through the broker, with the
+store-and-forward outbox of `[offline]`) or "sip2://host:port" (any SIP2 library system,
+kiosk/sip2_backend.py), which is then also the link whose state the screen shows.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +20,34 @@ from kiosk.backend import Backend
 from kiosk.link import MqttLink
 from kiosk.offline import StoreAndForward, open_store_and_forward
 from kiosk.rfidpad import RfidPad
+from kiosk.sip2_backend import Sip2Backend
 
 log = logging.getLogger("thuvien.kiosk")
 
 
-def _link(config: StationConfig) -> MqttLink:
+Link = MqttLink | Sip2Backend
+
+
+def _link(config: StationConfig) -> Link:
+    if config.backend.kind == "sip2":
+        return Sip2Backend.from_config(config)
     return MqttLink(config.site, config.station, config.kind, config.mqtt,
                     request_timeout=config.session.request_timeout_s)
 
 
-def _serving(link: MqttLink, forward: StoreAndForward | None) -> Backend:
+def _forward(config: StationConfig, link: Link) -> StoreAndForward | None:
+    # Store and forward replays into our server only; a SIP2 station refuses while its
+    # library system cannot be reached.
+    return open_store_and_forward(config, link) if isinstance(link, MqttLink) else None
+
+
+def _where(config: StationConfig) -> str:
+    if config.backend.kind == "sip2":
+        return f"SIP2 library system {config.backend.host}:{config.backend.port}"
+    return f"broker {config.mqtt.host}:{config.mqtt.port}"
+
+
+def _serving(link: Link, forward: StoreAndForward | None) -> Backend:
     # The session asks the store-and-forward backend when there is one: it answers
     # live while it can, from the station by the [offline] policy when it cannot.
     return forward if forward is not None else link
@@ -55,7 +78,7 @@ def run_touch_station(config: StationConfig, stop: threading.Event) -> int:
     else:
         scanner = _with_card_reader(config, scanner)
     link = _link(config)
-    forward = open_store_and_forward(config, link)
+    forward = _forward(config, link)
     # A short wait: the screen says "offline" by itself; no black screen at boot.
     link.start(wait=2)
     if forward is not None:
@@ -80,10 +103,9 @@ def run_station(config: StationConfig, stop: threading.Event, *,
         scanner = create_scanner(scanner_config)
     scanner = _with_card_reader(config, scanner)
     link = _link(config)
-    forward = open_store_and_forward(config, link)
+    forward = _forward(config, link)
     if not link.start(wait=10):
-        log.warning("broker %s:%s not reachable yet; the station keeps trying",
-                    config.mqtt.host, config.mqtt.port)
+        log.warning("%s not reachable yet; the station keeps trying", _where(config))
     if forward is not None:
         forward.start()
     pad = _rfid_pad(config)
@@ -96,7 +118,7 @@ def run_station(config: StationConfig, stop: threading.Event, *,
     return 0
 
 
-def _stop(link: MqttLink, forward: StoreAndForward | None) -> None:
+def _stop(link: Link, forward: StoreAndForward | None) -> None:
     # The replay thread first: it must not send on a link that is going away.
     if forward is not None:
         forward.stop()

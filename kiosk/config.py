@@ -5,11 +5,13 @@ See `config/station.example.toml`; `thuvien check-config FILE` validates one.
 
 from __future__ import annotations
 
+import codecs
 import re
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.base import ScannerConfig, StdinScannerConfig
 from drivers.gpio import GpioConfig
@@ -195,6 +197,129 @@ class OfflineConfig(_Section):
     replay_window: int = Field(default=32, ge=1, le=1000)
 
 
+# SIP2 message terminators as a config file may spell them.
+_TERMINATORS = {"\r": "\r", "\r\n": "\r\n", "cr": "\r", "crlf": "\r\n"}
+
+
+class BackendConfig(_Section):
+    """The `backend` setting: which library system the station's session talks to.
+
+    `backend = "mqtt"` (the default): our library server, through the broker of
+    `[mqtt]`. `backend = "sip2://host:port"`: any SIP2 library system (Koha, Evergreen,
+    FOLIO, or our own server's SIP2 gateway); the options then go in a `[backend]`
+    table with `url = "sip2://host:port"` (kiosk/sip2_backend.py).
+    """
+
+    url: str = "mqtt"
+    # TLS to the ILS's SIP2 port; `ca_file` trusts a school's or vendor's own CA
+    # (none: the system's trusted CAs).
+    tls: bool = False
+    ca_file: str | None = None
+    # The ILS's character set: UTF-8 for Vietnamese names; the spec's default is CP850.
+    encoding: str = "utf-8"
+    # "\r" as the spec says ("CR"), or "\r\n" ("CRLF") as some systems send.
+    terminator: str = "\r"
+    # AY/AZ sequence numbers and checksums on every message.
+    error_detection: bool = True
+    # The 93 login (CN/CO); none: the ILS admits the station without one. Secrets never
+    # live in the file: an environment variable, or a file (a systemd credential).
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    # AO institution id and CP location code sent with every message.
+    institution: str = ""
+    location: str = ""
+    # Seconds to connect (and log in), and between two 99 status checks while idle.
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    status_interval_s: float = Field(default=60.0, ge=5, le=3600)
+    # SIP2 does not say a reader's kind: these card patterns do (our card numbers by
+    # default); anyone else is a student. A staff card may switch to stocktake only
+    # where the backend counts stock, which SIP2 does not.
+    staff_pattern: str = r"^CB-"
+    teacher_pattern: str = r"^GV-"
+    # How many more books a reader may borrow when the ILS gives no limit (CB).
+    can_borrow_if_unknown: int = Field(default=3, ge=0, le=100)
+    # The ILS's due-date format (strptime) when it is none of ISO 8601, YYYYMMDD or the
+    # SIP2 18-character date; none: those three are tried.
+    due_date_format: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, value: Any) -> Any:
+        # `backend = "sip2://host:port"` is the table with only its url.
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, value: str) -> str:
+        if value == "mqtt":
+            return value
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "sip2" or not parts.hostname or port is None or parts.path not in ("", "/"):
+            raise ValueError('must be "mqtt" or "sip2://host:port"')
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"unknown character encoding {value!r}") from None
+
+    @field_validator("terminator")
+    @classmethod
+    def _known_terminator(cls, value: str) -> str:
+        try:
+            return _TERMINATORS[value.lower()]
+        except KeyError:
+            raise ValueError('must be "\\r" (CR) or "\\r\\n" (CRLF)') from None
+
+    @field_validator("staff_pattern", "teacher_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> BackendConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.url == "mqtt" and self.model_fields_set - {"url"}:
+            raise ValueError("SIP2 options need url = \"sip2://host:port\"")
+        return self
+
+    @property
+    def kind(self) -> Literal["mqtt", "sip2"]:
+        return "mqtt" if self.url == "mqtt" else "sip2"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 0
+
+    def password(self) -> str | None:
+        """The login password from the environment or the credential file; None without."""
+        import os
+
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        if self.password_file:
+            with open(os.path.expandvars(self.password_file), encoding="utf-8") as handle:
+                return handle.read().strip()
+        return None
+
+
 class DevicesConfig(_Section):
     scanner: ScannerConfig = Field(default_factory=StdinScannerConfig)  # type: ignore[valid-type]
     # A patron-card reader (NFC) beside the scanner; the station reads from both as one.
@@ -213,6 +338,8 @@ class StationConfig(_Section):
     kind: Literal["kiosk", "gate", "returnbox", "desk"] = "kiosk"
     language: Literal["vi", "en"] = "vi"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    # "mqtt" (our server) or "sip2://host:port", alone or as a [backend] table.
+    backend: BackendConfig = Field(default_factory=BackendConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
     stocktake: StocktakeConfig = Field(default_factory=StocktakeConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
@@ -222,6 +349,14 @@ class StationConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     returnbox: ReturnboxConfig = Field(default_factory=ReturnboxConfig)
     offline: OfflineConfig = Field(default_factory=OfflineConfig)
+
+    @model_validator(mode="after")
+    def _sip2_is_for_kiosks(self) -> StationConfig:
+        # A gate follows our ledger (gate.sync) and a return box its own outbox: neither
+        # has anything to say to a SIP2 library system.
+        if self.backend.kind == "sip2" and self.kind in ("gate", "returnbox"):
+            raise ValueError(f'backend = "sip2://..." is for kiosks and desks, not a {self.kind}')
+        return self
 
 
 def load(path: str) -> StationConfig:

@@ -25,6 +25,7 @@ from kiosk.rfidpad import PadNotice, PadRead, RfidPad, notice_text
 from kiosk.session import (
     INCOMPLETE_SET,
     NOT_STAFF,
+    UNSUPPORTED,
     Ignored,
     InactivityWarning,
     ItemBorrowed,
@@ -190,6 +191,8 @@ def render(outcome: Outcome, language: str = "vi") -> str:
             return "\n".join(out)
         case StocktakeRefused(code=code) if code == NOT_STAFF:
             return f"{NO} {t('stocktake.not_staff')}"
+        case StocktakeRefused(code=code) if code == UNSUPPORTED:
+            return f"{NO} {t('sip2.unsupported')}"
         case StocktakeRefused(items=items, code=code, message=message):
             why = t("stocktake.refused", message=_refusal(code, message, language))
             return f"{NO} {why} ({', '.join(items)})"

@@ -195,6 +195,8 @@ _ALL: tuple[Msg, ...] = (
     NC_("loan.line_offline", "{item} - recorded offline, due date set by the library"),
     NC_("server_unreachable_returns",
         "The library server cannot be reached. You can still return books; borrowing must wait."),
+    # A station on a SIP2 library system (kiosk/sip2_backend.py) asked for what SIP2 lacks.
+    NC_("sip2.unsupported", "The library system this station uses cannot do that here."),
     NC_("ui.offline_mark", "Recorded offline"),
     NC_("ui.due_by_library", "Due date: set by the library"),
     NC_("returnbox.returned_offline",

@@ -49,7 +49,7 @@ from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from kiosk.backend import AcceptedOffline, Backend, BackendUnavailable, CachedPatron
+from kiosk.backend import AcceptedOffline, Backend, BackendUnavailable, CachedPatron, supports
 from kiosk.config import SessionConfig, StocktakeConfig
 from protocol import (
     CheckoutArgs,
@@ -79,6 +79,8 @@ MAX_CODE_LENGTH = 128
 INCOMPLETE_SET = "incomplete_set"
 # A stocktake refused here: nobody of the library's staff asked for it.
 NOT_STAFF = "not_staff"
+# The backend (a library system on SIP2) cannot count the stock.
+UNSUPPORTED = "unsupported"
 MAX_SHELF_LENGTH = 100  # as the protocol's ShelfName
 
 
@@ -431,6 +433,11 @@ class Session:
         here, to `staff` (the name of a staff login the server checked, PIN and all), and
         always on a stocktake station; anyone else is refused (`NOT_STAFF`)."""
         if self._state is State.STOCKTAKE:
+            return
+        if not supports(self._backend, Op.STOCKTAKE_SCAN):
+            # A library system on SIP2 has no stocktake: the button is hidden, and a
+            # staff card or a config asking for it is told so.
+            self._emit(StocktakeRefused((), UNSUPPORTED, None))
             return
         staff_here = self._patron is not None and self._patron.kind == "staff"
         if not (self.stocktake_only or staff or staff_here):

@@ -29,7 +29,7 @@ from kivy.properties import BooleanProperty, NumericProperty, OptionProperty, St
 from kivy.uix.boxlayout import BoxLayout
 
 from drivers.base import Read, Scanner
-from kiosk.backend import Backend
+from kiosk.backend import Backend, supports
 from kiosk.config import StationConfig
 from kiosk.i18n import LANGUAGES, language_of
 from kiosk.messages import text
@@ -43,7 +43,7 @@ from kiosk.ui.receipts import ReceiptDesk
 from kiosk.ui.wedge import WedgeDecoder
 from kiosk.session import SessionEnded
 from kiosk.ui.worker import Delivery, SessionWorker
-from protocol import Command
+from protocol import Command, Op
 
 log = logging.getLogger("thuvien.kiosk.ui")
 
@@ -224,6 +224,11 @@ class KioskApp(App):
     def serves_offline(self) -> bool:
         # A store-and-forward backend keeps the station serving by its offline policy.
         return bool(getattr(self._backend, "serves_offline", False))
+
+    @property
+    def can_stocktake(self) -> bool:
+        # Our server counts the stock; a SIP2 library system cannot.
+        return supports(self._backend, Op.STOCKTAKE_SCAN)
 
     @property
     def stocktake_only(self) -> bool:

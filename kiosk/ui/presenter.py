@@ -21,6 +21,7 @@ from kiosk.messages import format_date, given_name, stocktake_tone, stocktake_wo
 from kiosk.rfidpad import NOTICE_TONE, PadNotice, notice_text
 from kiosk.session import (
     NOT_STAFF,
+    UNSUPPORTED,
     Ignored,
     InactivityWarning,
     ItemBorrowed,
@@ -204,6 +205,8 @@ class Presenter:
                 self.speak(sentence, chime)
             case StocktakeRefused(code=code) if code == NOT_STAFF:
                 self.notify(text("stocktake.not_staff", language), "error", chime="error")
+            case StocktakeRefused(code=code) if code == UNSUPPORTED:
+                self.notify(text("sip2.unsupported", language), "error", chime="error")
             case StocktakeRefused(items=items, code=code, message=message):
                 screen.not_counted(items, code, message)
                 self.notify(text("stocktake.refused", language,

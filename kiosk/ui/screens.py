@@ -146,7 +146,7 @@ class ReaderScreen(KioskScreen):
                          else tr(f"hello.{p.kind}", given_name=given_name(p.name)))
         self.class_line = tr("reader.class", class_name=p.class_name) if p.class_name else ""
         self.blocked = bool(p.blocks)
-        self.staff = p.kind == "staff"
+        self.staff = p.kind == "staff" and _app().can_stocktake
         # The screen says "scan each book" beside its picture; the voice says it all at once.
         self.status = status_sentence(p, _app().language, prompt=False)
         blocks = self.ids.blocks

@@ -30,6 +30,7 @@ from kiosk.offline import StoreAndForward
 from kiosk.outbox import Outbox
 from kiosk.session import (
     NOT_STAFF,
+    UNSUPPORTED,
     Ignored,
     NeedCard,
     Outcome,
@@ -354,6 +355,29 @@ def test_only_staff_may_start_a_stocktake(desk: Desk, open_stocktake: int, mono)
     session.start_stocktake(staff="Lan")
     assert seen.take() == [StocktakeStarted(fixed=False, recent=())]
     assert session.patron is None  # the student's session is gone
+
+
+class NoStocktakeBackend:
+    """A library system that cannot count stock (as a SIP2 one): it says so."""
+
+    def __init__(self, desk: Any) -> None:
+        self.desk = desk
+
+    def supports(self, op: Op) -> bool:
+        return op is not Op.STOCKTAKE_SCAN
+
+    def request(self, op: Op, args: Any, **kwargs: Any) -> Any:
+        return self.desk.request(op, args, **kwargs)
+
+
+def test_a_backend_that_cannot_count_stock_refuses_even_staff(desk: Desk, open_stocktake: int,
+                                                              mono) -> None:  # type: ignore[no-untyped-def]
+    session, seen = station(NoStocktakeBackend(desk), mono)
+    session.scan(STAFF)
+    seen.take()
+    session.start_stocktake()
+    assert seen.take() == [StocktakeRefused((), UNSUPPORTED, None)]
+    assert session.state is State.PATRON  # the librarian is still served as a reader
 
 
 def test_a_session_that_lent_books_ends_with_its_summary_first(desk: Desk, open_stocktake: int,
