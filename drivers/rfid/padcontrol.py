@@ -186,11 +186,13 @@ class PadControlServer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a socket left by a station that was killed
-        old_umask = os.umask(0o177)
-        try:
-            self._server = _Server(str(self.path), _Handler)
-        finally:
-            os.umask(old_umask)
+        # Owner only. Not by os.umask around the bind: the umask is the whole process's,
+        # and two pads starting at once in one process (a demo, a test run) could leave it
+        # at 0177 for good; every program started afterwards (a browser) then made
+        # directories it could not enter. Until the chmod the socket is the usual 0755,
+        # which no one else can connect to either (connecting needs write permission).
+        self._server = _Server(str(self.path), _Handler)
+        os.chmod(self.path, 0o600)
         self._server.controller = PadController(pad)
         self._thread = threading.Thread(target=self._server.serve_forever, name="pad-control",
                                         daemon=True)

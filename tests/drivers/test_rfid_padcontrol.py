@@ -100,3 +100,38 @@ def test_junk_on_the_socket_does_not_stop_the_server(reader) -> None:
         assert sock.recv(100) == b"error line too long\n"
     assert send(path, "put GK-7").startswith("ok ")
     assert len(rfid.inventory()) == 1
+
+
+def test_pads_starting_together_leave_the_process_umask_alone(tmp_path: Path) -> None:
+    # The umask is the whole process's: a pad that changed it around its bind, racing
+    # another, once left it at 0177, and every browser started later in that process
+    # died making directories it could not enter.
+    import os
+    import stat
+    import threading
+
+    from drivers.rfid.padcontrol import PadControlServer
+
+    before = os.umask(0o022)
+    os.umask(before)
+    servers: list[PadControlServer] = []
+    lock = threading.Lock()
+
+    def start(index: int) -> None:
+        server = PadControlServer(SimulatedPad(), tmp_path / f"pad-{index}.sock")
+        with lock:
+            servers.append(server)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        after = os.umask(before)
+        assert after == before
+        for server in servers:
+            assert stat.S_IMODE(server.path.stat().st_mode) == 0o600  # the owner's only
+    finally:
+        for server in servers:
+            server.close()
