@@ -65,6 +65,14 @@ PAGES: tuple[Page, ...] = (
     Page("readers", "/staff/readers?q=phuong+nga", "staff"),
     Page("overdue", "/staff/overdue", "staff"),
     Page("today", "/staff/today", "staff", full=True),
+    Page("reports", "/staff/reports", "staff", full=True),
+    Page("intake", "/staff/intake", "staff"),
+    Page("intake-receipt", "/staff/intake/1", "staff"),
+    Page("labels", "/staff/labels", "staff"),
+    Page("cards", "/staff/cards", "staff"),
+    Page("stocktake", "/staff/stocktake", "staff"),
+    Page("stocktake-missing", "/staff/stocktake/missing", "staff"),
+    Page("weeding", "/staff/weeding", "staff"),
 )
 SIZES = ("1280x800", "390x844")
 LANGUAGES = ("vi", "en")
@@ -134,6 +142,7 @@ def running_library(folder: Path) -> Iterator[Samples]:
         stop = threading.Event()
         gate_sock, box_sock = _start_stations(folder, broker.port, stop, stack)
         _live_a_little(sessions, config, clock, sample, gate_sock, box_sock, stack)
+        _count_a_shelf(sessions, sample)
 
         title_id = _title_of(sessions, sample.loanable_items[0].barcode)
         yield Samples(base_url=server.web.url, staff_name=demo.DEMO_ADMIN,
@@ -242,6 +251,25 @@ def _live_a_little(sessions: Any, config: Any, clock: MovableClock, sample: Any,
     kiosk.stop()  # the kiosk says it is offline: the grid shows it so
     expected = {"gate.alarm", "returnbox.full", "device.fault"}
     _wait(lambda: expected <= alerts(), "the alerts (gate alarm, bin full, reader unplugged)")
+
+
+def _count_a_shelf(sessions: Any, sample: Any) -> None:
+    """A stocktake under way: a few copies counted on their shelf, one on the wrong one."""
+    from server import stocktake
+
+    take = stocktake.start(sessions, "Kiểm kê cuối năm học", "thuthu")
+    items = [item.barcode for item in sample.loanable_items]
+    first = _location_of(sessions, items[0])
+    stocktake.scan(sessions, take.id, items, shelf=first, station="desk-1")
+
+
+def _location_of(sessions: Any, barcode: str) -> str | None:
+    from sqlalchemy import select
+
+    from server.models import Copy
+
+    with sessions() as session:
+        return session.scalar(select(Copy.location).where(Copy.barcode == barcode))
 
 
 def _others(sessions: Any, sample: Any, count: int) -> list[tuple[str, str]]:

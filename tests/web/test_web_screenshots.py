@@ -19,7 +19,9 @@ from web_fixtures import StaffApp
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "web_screenshots.py"
 # GET routes that are no page of their own: redirects, a fragment, the live stream.
 NOT_PAGES = {"/staff", "/staff/", "/staff/alerts/list", "/staff/live", "/lang/{code}",
-             "/ban-doc/{rest:path}"}
+             "/ban-doc/{rest:path}",
+             # Downloads, not pages: PDF, Excel and JSON files.
+             "/staff/reports/{name}.{fmt}", "/staff/labels/sheet.pdf", "/staff/cards/cards.pdf"}
 
 
 def _script() -> ModuleType:
