@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 from sqlalchemy import (
+    BigInteger,
     Engine,
     Table,
     bindparam,
@@ -307,7 +308,8 @@ _LAST_BORROWER = (select(_readers.c.id, _readers.c.code, _readers.c.kind,
                   .select_from(_ledger).join(_readers, _readers.c.id == _ledger.c.reader_id)
                   .where(_ledger.c.copy_id == bindparam("copy"),
                          _ledger.c.op == LedgerOp.CHECKOUT.value,
-                         _ledger.c.seq < bindparam("before_seq"))
+                         # BIGINT: "before any seq" is beyond PostgreSQL's INTEGER.
+                         _ledger.c.seq < bindparam("before_seq", type_=BigInteger))
                   .order_by(_ledger.c.seq.desc()).limit(1))
 
 _STORED_REPLY = (select(_processed.c.reply, _processed.c.station, _processed.c.op,
@@ -316,7 +318,12 @@ _STORED_REPLY = (select(_processed.c.reply, _processed.c.station, _processed.c.o
 _MARK_PROCESSED_OFFLINE = (update(_processed).where(_processed.c.request_id == bindparam("rid"))
                            .values(offline=True))
 
+# Both forms built here, before either is compiled: SQLAlchemy 2.1 memoizes a statement's
+# selected columns at compile time and `.returning()` copies that memo, so deriving the
+# second from the first after compiling it (for SQLite) left PostgreSQL with no RETURNING
+# columns, hence no new seq.
 _INSERT_LEDGER = insert(_ledger)
+_INSERT_LEDGER_RETURNING_SEQ = insert(_ledger).returning(_ledger.c.seq)
 _LEDGER_COLUMNS = ("request_id", "op", "copy_id", "reader_id", "station", "station_at",
                    "server_at", "due_on", "days_late", "offline", "conflict")
 _alerts = _table(AlertRow)
@@ -356,7 +363,7 @@ class _Sql:
         # The new seq by RETURNING where SQLAlchemy would use it (PostgreSQL), else by
         # the driver's lastrowid (SQLite).
         self.insert_ledger = compiled(
-            _INSERT_LEDGER.returning(_ledger.c.seq) if insert_returning_key(dialect)
+            _INSERT_LEDGER_RETURNING_SEQ if insert_returning_key(dialect)
             else _INSERT_LEDGER, _LEDGER_COLUMNS)
         self.insert_loan = compiled(_INSERT_LOAN, _LOAN_COLUMNS)
         self.insert_processed = compiled(_INSERT_PROCESSED, _PROCESSED_COLUMNS)

@@ -61,6 +61,17 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 READ_ONLY = "thuvien_read_only"
 
 
+def one_writer_at_a_time(session: Session, table: str) -> None:
+    """Queue this transaction behind any other that called this for `table`, until commit.
+
+    For the librarian's numbered records (a receipt's, a decision's, a stocktake's
+    running number is max + 1): SQLite's BEGIN IMMEDIATE already runs writers one at a
+    time; on PostgreSQL two would read the same max and collide on the unique number.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(f'LOCK TABLE "{table}" IN SHARE ROW EXCLUSIVE MODE')
+
+
 def read_only(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     """Sessions like `sessions` that only read: long reports (registers, statistics) on
     SQLite then take no write lock. Writing through them is a bug, not prevented here."""

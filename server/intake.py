@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from server import db
 from server.config import LibraryConfig, ServerConfig
 from server.folding import fold
 from server.importers.catalogue import (
@@ -451,6 +452,7 @@ def receive(sessions: sessionmaker[Session], config: ServerConfig | LibraryConfi
             raise IntakeError(f"{vi} dài quá {limit} ký tự", f"{en} longer than {limit} characters")
     now = now or dt.datetime.now(dt.timezone.utc)
     with sessions.begin() as session:
+        db.one_writer_at_a_time(session, "receipts")
         plans, created, matched = _plan(session, library, lines)
         for plan in plans:
             if plan.title.id is None:

@@ -404,12 +404,14 @@ class Catalogue:
     @staticmethod
     def _filters(title_id: str, *, kind: bool = True, subject: bool = True) -> str:
         """The kind and subject filters; `t` must be `titles` when `subject` is on."""
+        # CAST: PostgreSQL must know a parameter's type, and `:x IS NULL` does not say it.
         sql = ""
         if kind:
-            sql += (f" AND (:kind IS NULL OR EXISTS (SELECT 1 FROM copies c WHERE c.title_id = "
-                    f"{title_id} AND c.kind = :kind AND c.status != 'withdrawn'))")
+            sql += (f" AND (CAST(:kind AS VARCHAR) IS NULL OR EXISTS (SELECT 1 FROM copies c "
+                    f"WHERE c.title_id = {title_id} AND c.kind = :kind "
+                    f"AND c.status != 'withdrawn'))")
         if subject:
-            sql += " AND (:subject IS NULL OR t.subject = :subject)"
+            sql += " AND (CAST(:subject AS VARCHAR) IS NULL OR t.subject = :subject)"
         return sql
 
     def _codes(self, db: Connection, query: SearchQuery) -> tuple[list[int], int, str]:

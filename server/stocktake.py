@@ -26,6 +26,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from server import db
 from server.config import ServerConfig
 from server.models import Copy, CopyStatus, Loan, Stocktake, StocktakeScan, Title
 from server.reports.document import Column, Report, Table, Text
@@ -173,6 +174,7 @@ def start(sessions: sessionmaker[Session], name: str, by: str | None,
         raise StocktakeError("Tên đợt kiểm kê dài quá 200 ký tự.",
                              "The stocktake's name is longer than 200 characters.")
     with sessions.begin() as session:
+        db.one_writer_at_a_time(session, "stocktakes")  # one open stocktake, numbers unique
         current = session.scalars(select(Stocktake).where(Stocktake.closed_at.is_(None))).first()
         if current is not None:
             raise StocktakeError(
@@ -367,13 +369,15 @@ def progress(sessions: sessionmaker[Session], stocktake_id: int) -> list[ShelfPr
     """Per location (the copies' own): expected, seen, left; sorted by location, copies
     with no location last."""
     seen = func.count(StocktakeScan.id)
-    query = (select(func.coalesce(Copy.location, NO_SHELF).label("location"),
-                    func.count(Copy.id).label("expected"), seen.label("seen"))
+    # Grouped by the label: PostgreSQL does not take two coalesce(..., :param) as the
+    # same expression.
+    location = func.coalesce(Copy.location, NO_SHELF).label("location")
+    query = (select(location, func.count(Copy.id).label("expected"), seen.label("seen"))
              .select_from(Copy)
              .outerjoin(StocktakeScan, and_(StocktakeScan.copy_id == Copy.id,
                                             StocktakeScan.stocktake_id == stocktake_id))
              .where(Copy.status != CopyStatus.WITHDRAWN)
-             .group_by(func.coalesce(Copy.location, NO_SHELF)))
+             .group_by(location))
     with sessions() as session:
         if session.get(Stocktake, stocktake_id) is None:
             raise StocktakeError(f"Không có đợt kiểm kê mã {stocktake_id}.",

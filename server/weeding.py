@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from server import db
 from server.config import ServerConfig
 from server.folding import fold
 from server.models import Copy, CopyStatus, Title, Withdrawal, WithdrawalReason
@@ -230,6 +231,7 @@ def withdraw(sessions: sessionmaker[Session], config: ServerConfig, decision_no:
                            f"The decision's date {decided_on:%d/%m/%Y} is in the future.")
     note = " ".join((note or "").split())[:300] or None
     with sessions.begin() as session:
+        db.one_writer_at_a_time(session, "withdrawals")
         proposal = _review(session, items)
         if not proposal.lines:
             raise WeedingError("Danh sách thanh lý trống.", "The list of copies is empty.")

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import protocol
 from protocol.configfile import load_toml
@@ -292,22 +293,22 @@ def test_restore_of_a_missing_file_says_so(tmp_path: Path) -> None:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-PG = "postgresql://postgres@127.0.0.1:5432"
+def libpq(url: str) -> str:
+    """The URL as psql and pg_dump take it (no SQLAlchemy driver name)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def psql(database: str, sql: str) -> str:
-    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", f"{PG}/{database}", "-c", sql],
+def psql(url: str, sql: str) -> str:
+    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", libpq(url), "-c", sql],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture
-def pg_database() -> str:
+def pg_database(pg_url: str) -> str:
+    """An empty database of this test's own on the suite's PostgreSQL (tests/pg.py)."""
     if shutil.which("pg_dump") is None:
-        pytest.skip("pg_dump is not installed (apt-get install postgresql-client)")
-    name = f"thuvien_backup_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    psql("test", f"CREATE DATABASE {name}")
-    yield name
-    psql("test", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        pytest.fail("pg_dump is not installed (apt-get install postgresql-client; ./run test does)")
+    return pg_url
 
 
 def pg_schema_sql() -> str:
@@ -322,8 +323,9 @@ def pg_schema_sql() -> str:
 
 
 def test_postgresql_round_trip(pg_database: str, tmp_path: Path) -> None:
-    url = f"{PG}/{pg_database}"
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url], input=pg_schema_sql(),
+    url = pg_database
+    name = make_url(url).database
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", libpq(url)], input=pg_schema_sql(),
                    text=True, check=True, capture_output=True)
     psql(pg_database, """
         INSERT INTO readers (id, code, name, kind, status, created_at)
@@ -352,12 +354,12 @@ def test_postgresql_round_trip(pg_database: str, tmp_path: Path) -> None:
     assert result.kept is not None and result.kept.exists()
 
     # Another session on the database (a running server) blocks the restore.
-    holder = subprocess.Popen(["psql", "-X", "-d", url], stdin=subprocess.PIPE, text=True,
+    holder = subprocess.Popen(["psql", "-X", "-d", libpq(url)], stdin=subprocess.PIPE, text=True,
                               stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while psql("test", "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                           f"'{pg_database}'") == "0" and time.monotonic() < deadline:
+        while psql(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        f"'{name}' AND pid != pg_backend_pid()") == "0" and time.monotonic() < deadline:
             time.sleep(0.05)
         with pytest.raises(BackupError, match="other session"):
             restore(url, made.path, force=True)

@@ -1,4 +1,9 @@
-"""Fixtures: the sample library on a real, migrated SQLite file, and a clock the tests move."""
+"""Fixtures: the sample library on a real, migrated database, and a clock the tests move.
+
+`library` (and so `circulation`, `ask` and every fixture built on them) is parametrized:
+each test runs once on a SQLite file and once on a PostgreSQL database of its own
+(tests/pg.py), both starting from the same migrated and seeded sample library.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import protocol
 from server.circulation import Circulation
 from server.config import ServerConfig
 from server.db import make_engine, session_factory, upgrade
+
+from pg import PgCluster
 
 from circulation_sample import WallClock, Library, local, make_config, make_request, seed
 
@@ -28,14 +35,36 @@ def _seeded_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture
-def library(tmp_path: Any, _seeded_file: bytes) -> Iterator[Library]:
-    path = tmp_path / "thuvien.db"
-    path.write_bytes(_seeded_file)
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    yield Library(url=url, engine=engine, sessions=session_factory(engine))
-    engine.dispose()
+@pytest.fixture(scope="session")
+def _seeded_pg_template(postgres: PgCluster) -> str:
+    """The same seeded library as `_seeded_file`, as a PostgreSQL template database."""
+
+    def build(url: str) -> None:
+        upgrade(url)
+        engine = make_engine(url)
+        seed(session_factory(engine))
+        engine.dispose()
+
+    return postgres.template("server_library", build)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Library]:
+    if request.param == "sqlite":
+        path = tmp_path / "thuvien.db"
+        path.write_bytes(request.getfixturevalue("_seeded_file"))
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+        yield Library(url=url, engine=engine, sessions=session_factory(engine))
+        engine.dispose()
+        return
+    # Looked up here, not declared: the SQLite half needs no PostgreSQL at all.
+    template = request.getfixturevalue("_seeded_pg_template")
+    postgres: PgCluster = request.getfixturevalue("postgres")
+    with postgres.database(template) as url:
+        engine = make_engine(url)
+        yield Library(url=url, engine=engine, sessions=session_factory(engine))
+        engine.dispose()
 
 
 @pytest.fixture
