@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocol.configfile import ConfigError
 from thuvien import imports as record_imports
-from thuvien import bridge_cli, intake_cli, labels_cli, records_cli, reports_cli, sip2_cli
+from thuvien import aggregate_cli, bridge_cli, intake_cli, labels_cli, records_cli, reports_cli, sip2_cli
 from thuvien import stations as station_admin
 from thuvien import users as user_admin
 
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports_cli.add_parser(sub)  # report NAME | list
     sip2_cli.add_parser(sub)  # sip2 serve | account
     bridge_cli.add_parser(sub)  # bridge config | acl
+    aggregate_cli.add_parser(sub)  # aggregate [--config F] | db upgrade | report | user
 
     devices = sub.add_parser("devices", help="list the devices attached to this machine")
     devices.add_argument("--json", action="store_true", help="machine-readable output")

@@ -10,6 +10,8 @@ serves the pages without the live station grid (no broker).
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 import datetime as dt
 import logging
@@ -79,8 +81,19 @@ def start_web(config: ServerConfig, engine: Engine, *, host: str | None = None,
         monitor.start(wait=wait)
     ctx = WebContext(config=config, web=web, sessions=sessions, engine=engine, clock=clock,
                      monitor=monitor)
-    app = build_app(ctx)
+    try:
+        handle = serve_app(build_app(ctx), ctx, host, port, name="thuvien-web", wait=wait)
+    except WebStartError:
+        if monitor is not None:
+            monitor.stop()
+        raise
+    log.info("staff web on http://%s:%d/staff", host, handle.port)
+    return handle
 
+
+def serve_app(app: Any, ctx: Any, host: str, port: int, *, name: str, wait: float = 10.0) -> WebHandle:
+    """Serve `app` with uvicorn on a thread of its own; `port=0` picks a free port. The
+    school's web and the aggregate's both start this way."""
     # We bind the socket ourselves: a busy port fails here, clearly, not in the thread.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -89,8 +102,6 @@ def start_web(config: ServerConfig, engine: Engine, *, host: str | None = None,
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        if monitor is not None:
-            monitor.stop()
         raise WebStartError(f"the web cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(128)
     sock.set_inheritable(True)
@@ -116,12 +127,9 @@ def start_web(config: ServerConfig, engine: Engine, *, host: str | None = None,
             ready.set()
             sock.close()
 
-    thread = threading.Thread(target=serve, name="thuvien-web", daemon=True)
+    thread = threading.Thread(target=serve, name=name, daemon=True)
     thread.start()
     if not ready.wait(wait) or not server.started:
         server.should_exit = True
-        if monitor is not None:
-            monitor.stop()
         raise WebStartError(f"the web did not start on {host}:{bound_port}")
-    log.info("staff web on http://%s:%d/staff", host, bound_port)
     return WebHandle(context=ctx, server=server, thread=thread, host=host, port=bound_port)
