@@ -292,8 +292,12 @@ class BackendConfig(_Section):
     def _one_secret(self) -> BackendConfig:
         if self.password_env and self.password_file:
             raise ValueError("give password_env or password_file, not both")
-        if self.url == "mqtt" and self.model_fields_set - {"url"}:
-            raise ValueError("SIP2 options need url = \"sip2://host:port\"")
+        # Options that differ from their defaults, not merely given: a config dumped and
+        # read back (a station handing its config to a child process) names them all.
+        changed = [name for name, field in type(self).model_fields.items()
+                   if name != "url" and getattr(self, name) != field.get_default(call_default_factory=True)]
+        if self.url == "mqtt" and changed:
+            raise ValueError(f"SIP2 options ({', '.join(changed)}) need url = \"sip2://host:port\"")
         return self
 
     @property

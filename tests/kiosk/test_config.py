@@ -103,3 +103,15 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_configs_are_strict_objects_too() -> None:
     with pytest.raises(ValueError):
         StationConfig(site="s", station="k", screen=True)  # type: ignore[call-arg]
+
+
+def test_a_config_dumped_and_read_back_is_the_same_config() -> None:
+    # A station hands its config to a child process as a dump: every field is then
+    # given, defaults included, and must still validate (the SIP2 options once refused).
+    from kiosk.config import StationConfig
+
+    config = StationConfig.model_validate({"site": "thcs-a", "station": "kiosk-1"})
+    assert StationConfig.model_validate(config.model_dump()) == config
+    sip2 = StationConfig.model_validate({"site": "thcs-a", "station": "kiosk-1",
+                                         "backend": {"url": "sip2://127.0.0.1:6001", "username": "k"}})
+    assert StationConfig.model_validate(sip2.model_dump()) == sip2
