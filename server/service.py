@@ -250,7 +250,9 @@ class LibraryService:
         self.client.will_set(topics.server_status(self.site), OFFLINE_STATUS, qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_socket_open = _no_delay
+        self._subscribe_mid: int | None = None
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
@@ -293,8 +295,19 @@ class LibraryService:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        client.subscribe([(topics.station_filter(self.site, "request"), 1),
-                          (topics.station_filter(self.site, "event"), 1)])
+        _result, self._subscribe_mid = client.subscribe(
+            [(topics.station_filter(self.site, "request"), 1),
+             (topics.station_filter(self.site, "event"), 1)])
+
+    def _on_subscribe(self, client: mqtt.Client, _userdata: Any, mid: int, reasons: Any,
+                      _properties: Any) -> None:
+        # "Online" (and `connected`) only once the broker has the subscriptions: a request
+        # sent on the strength of it, by a station or a test, would otherwise be lost.
+        if mid != self._subscribe_mid:
+            return
+        if any(reason.is_failure for reason in reasons):
+            log.error("broker refused the subscriptions: %s", reasons)
+            return
         client.publish(topics.server_status(self.site), self._status(), qos=1, retain=True)
         self.connected.set()
         log.info("connected to the broker; serving site %s", self.site)

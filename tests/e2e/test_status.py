@@ -52,7 +52,9 @@ def start(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for_status(client, topic: str, state: str, timeout: float = 10.0) -> dict:  # type: ignore[no-untyped-def]
+def wait_for_status(client, topic: str, state: str, timeout: float = 10.0, **fields: object) -> dict:  # type: ignore[no-untyped-def]
+    """The first status in `state` (with these `fields`, when given): a station says
+    "online" as soon as it is connected, and again once its devices have answered."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -61,7 +63,7 @@ def wait_for_status(client, topic: str, state: str, timeout: float = 10.0) -> di
             break
         if got_topic == topic and payload:
             status = json.loads(payload)
-            if status["state"] == state:
+            if status["state"] == state and all(status.get(k) == v for k, v in fields.items()):
                 return status
     pytest.fail(f"no {state!r} status on {topic} within {timeout} s")
 
@@ -69,19 +71,22 @@ def wait_for_status(client, topic: str, state: str, timeout: float = 10.0) -> di
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_status_online_then_offline(mosquitto, site, raw, tmp_path, how) -> None:
     server_file, station_file = write_configs(tmp_path, site, mosquitto.port)
-    watcher = raw("status-watch")
-    watcher.subscribe(f"thuvien/v1/{site}/#")
     server_topic = topics.server_status(site)
     station_topic = topics.station_topic(site, "kiosk-9", "status")
+    # A watcher per topic: waiting for one must not swallow the other's news (the
+    # station may well be online before the server).
+    server_watch, station_watch = raw("status-watch-server"), raw("status-watch-station")
+    server_watch.subscribe(server_topic)
+    station_watch.subscribe(station_topic)
 
     server = start("server", "--config", str(server_file))
     station = start("kiosk", "--config", str(station_file), "--headless")
     try:
-        server_status = wait_for_status(watcher, server_topic, "online")
+        server_status = wait_for_status(server_watch, server_topic, "online")
         assert server_status["kind"] == "server" and server_status["version"]
-        station_status = wait_for_status(watcher, station_topic, "online")
+        station_status = wait_for_status(station_watch, station_topic, "online",
+                                         devices={"scanner": "ok"})
         assert station_status["kind"] == "kiosk"
-        assert station_status["devices"] == {"scanner": "ok"}
 
         # A client that comes later still learns both states: they are retained.
         late = raw("status-late")
@@ -92,8 +97,8 @@ def test_status_online_then_offline(mosquitto, site, raw, tmp_path, how) -> None
         for process in (station, server):
             process.send_signal(how)
             process.wait(timeout=10)
-        assert wait_for_status(watcher, station_topic, "offline") == {"v": 1, "state": "offline"}
-        assert wait_for_status(watcher, server_topic, "offline") == {"v": 1, "state": "offline"}
+        assert wait_for_status(station_watch, station_topic, "offline") == {"v": 1, "state": "offline"}
+        assert wait_for_status(server_watch, server_topic, "offline") == {"v": 1, "state": "offline"}
         if how == signal.SIGTERM:
             assert server.returncode == 0 and station.returncode == 0
     finally:
