@@ -194,21 +194,14 @@ def register_stations(library: Library, names: list[str]) -> None:
 
 # --- the server: its own process (default) or in this one -----------------------------
 
-class ServerProcess:
-    """`python -m thuvien.cli server` (or the instrumented twin below), stopped by SIGTERM."""
+class BenchProcess:
+    """A program the bench starts in its own session, its output in a log, stopped by
+    SIGTERM (then killed)."""
 
-    def __init__(self, config_path: Path, workdir: Path, breakdown_file: Path | None,
-                 profile_file: Path | None) -> None:
-        if breakdown_file is None and profile_file is None:
-            command = [sys.executable, "-m", "thuvien.cli", "--log-level", "WARNING",
-                       "server", "--config", str(config_path)]
-        else:
-            command = [sys.executable, str(Path(__file__).resolve()), "--serve-instrumented", str(config_path)]
-            if breakdown_file is not None:
-                command += ["--breakdown-file", str(breakdown_file)]
-            if profile_file is not None:
-                command += ["--profile", str(profile_file)]
-        self.log_path = workdir / "server.log"
+    label = "the server"
+
+    def __init__(self, command: list[str], log_path: Path) -> None:
+        self.log_path = log_path
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         with open(self.log_path, "ab") as output:
@@ -218,7 +211,7 @@ class ServerProcess:
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {self.process.returncode}:\n{self.log_tail()}")
+            raise RuntimeError(f"{self.label} exited with code {self.process.returncode}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -233,9 +226,26 @@ class ServerProcess:
             try:
                 process.wait(timeout=SERVER_STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                _say(f"the server (pid {process.pid}) ignored SIGTERM; killing it")
+                _say(f"{self.label} (pid {process.pid}) ignored SIGTERM; killing it")
                 process.kill()
                 process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+
+
+class ServerProcess(BenchProcess):
+    """`python -m thuvien.cli server` (or the instrumented twin below), stopped by SIGTERM."""
+
+    def __init__(self, config_path: Path, workdir: Path, breakdown_file: Path | None,
+                 profile_file: Path | None) -> None:
+        if breakdown_file is None and profile_file is None:
+            command = [sys.executable, "-m", "thuvien.cli", "--log-level", "WARNING",
+                       "server", "--config", str(config_path)]
+        else:
+            command = [sys.executable, str(Path(__file__).resolve()), "--serve-instrumented", str(config_path)]
+            if breakdown_file is not None:
+                command += ["--breakdown-file", str(breakdown_file)]
+            if profile_file is not None:
+                command += ["--profile", str(profile_file)]
+        super().__init__(command, workdir / "server.log")
 
 
 class InprocServer:

@@ -23,7 +23,6 @@ import signal
 import shutil
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script: `python bench/sip2.py`
     sys.path.insert(0, str(ROOT))
 
 from bench.circulation import (  # noqa: E402
-    SERVER_STOP_TIMEOUT_S,
+    BenchProcess,
     Library,
     _say,
     cpu_seconds,
@@ -143,17 +142,14 @@ def serve(config_path: str, accounts: str, port_file: str) -> int:
     return 0
 
 
-class Sip2ServerProcess:
+class Sip2ServerProcess(BenchProcess):
+    label = "the SIP2 server"
+
     def __init__(self, config_path: Path, accounts: Path, workdir: Path) -> None:
         self.port_file = workdir / "sip2.port"
-        self.log_path = workdir / "server.log"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(config_path),
-                   "--accounts", str(accounts), "--port-file", str(self.port_file)]
-        with open(self.log_path, "ab") as output:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=output, stderr=output, start_new_session=True)
+        super().__init__([sys.executable, str(Path(__file__).resolve()), "--serve", str(config_path),
+                          "--accounts", str(accounts), "--port-file", str(self.port_file)],
+                         workdir / "server.log")
 
     def wait_port(self, timeout: float = 30.0) -> int:
         deadline = time.monotonic() + timeout
@@ -163,28 +159,6 @@ class Sip2ServerProcess:
                 return int(self.port_file.read_text(encoding="utf-8"))
             time.sleep(0.05)
         raise RuntimeError(f"the SIP2 server did not start within {timeout:g} s\n{self.log_tail()}")
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the SIP2 server exited with code {self.process.returncode}:\n"
-                               f"{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        process = self.process
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                _say(f"the SIP2 server (pid {process.pid}) ignored SIGTERM; killing it")
-                process.kill()
-                process.wait(timeout=SERVER_STOP_TIMEOUT_S)
 
 
 # --- the clients ------------------------------------------------------------------------
