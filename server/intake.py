@@ -21,9 +21,7 @@ Receipt files (`read_receipt_file`) are Excel or CSV with preamble rows above th
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -45,6 +43,7 @@ from server.importers.catalogue import (
     _isbn_candidate,
     _merge,
     _year,
+    csv_rows,
 )
 from server.isbn import InvalidIsbn, normalize_isbn
 from server.models import (
@@ -658,19 +657,7 @@ def _sheet_rows(path: Path) -> list[tuple[Any, ...]]:
             book.close()
         return next((rows for rows in sheets if _header(rows) is not None),
                     sheets[0] if sheets else [])
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1258", errors="replace")  # Excel's "CSV" on Vietnamese Windows
-    best: list[tuple[Any, ...]] = []
-    best_columns = -1
-    for delimiter in (",", ";", "\t"):
-        rows = [tuple(row) for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
-        found = _header(rows)
-        if found is not None and len(found[1]) > best_columns:
-            best, best_columns = rows, len(found[1])
-    return best
+    return csv_rows(path, _header)
 
 
 def _whole(value: Any) -> int | None:

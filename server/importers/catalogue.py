@@ -360,22 +360,28 @@ def _read_xlsx(path: Path) -> Iterator[tuple[int, TitleRecord | None, list[Impor
     yield from _read_rows(path, rows)
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, TitleRecord | None, list[ImportProblem]]]:
+def csv_rows(path: Path, header: Callable[[list[tuple[Any, ...]]], tuple[int, dict[str, int]] | None]
+             ) -> list[tuple[Any, ...]]:
+    """A CSV's rows, read with the delimiter under which `header` finds the header row
+    naming the most columns (a sniffer is misled by preamble lines above the header),
+    in UTF-8, else in Windows-1258 (Excel's "CSV" on Vietnamese Windows)."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("cp1258", errors="replace")  # Excel's "CSV" on Vietnamese Windows
-    # The delimiter is the one under which a header row names the most columns: a
-    # sniffer is misled by preamble lines ("Danh mục sách") above the header.
+        text = data.decode("cp1258", errors="replace")
     best: list[tuple[Any, ...]] = []
     best_columns = -1
     for delimiter in (",", ";", "\t"):
         rows = [tuple(row) for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
-        found = _header(rows)
+        found = header(rows)
         if found is not None and len(found[1]) > best_columns:
             best, best_columns = rows, len(found[1])
-    yield from _read_rows(path, best)
+    return best
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, TitleRecord | None, list[ImportProblem]]]:
+    yield from _read_rows(path, csv_rows(path, _header))
 
 
 _READERS = {".mrc": ("iso2709", _read_iso2709), ".iso": ("iso2709", _read_iso2709),
