@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from protocol.configfile import MqttConfig, load_toml_file
 from protocol.topics import SiteName
 from protocol.upward import MAX_BATCH
-from server.reports.labels import LabelsConfig
+from server.reports.layouts import LabelsConfig
 from server.sip2.config import Sip2Config
 from server.web.config import WebConfig
 
