@@ -14,6 +14,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from sqlalchemy import delete, select
@@ -117,16 +118,20 @@ def throttle_keys(name: str, client: str | None) -> list[str]:
     return keys
 
 
-def locked_until(db: Session, keys: list[str], now: dt.datetime) -> dt.datetime | None:
-    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys))).all()
+def locked_until(db: Session, keys: Iterable[str], now: dt.datetime) -> dt.datetime | None:
+    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(list(keys)))).all()
     until = [row.locked_until for row in rows if row.locked_until and row.locked_until > now]
     return max(until) if until else None
 
 
-def record_failure(db: Session, keys: list[str], now: dt.datetime) -> dt.datetime | None:
-    """Count a failure against each key; the lock's end if this one locked a key."""
+def record_failure(db: Session, keys: Iterable[str] | Mapping[str, int],
+                   now: dt.datetime) -> dt.datetime | None:
+    """Count a failure against each key; the lock's end if this one locked a key. Staff
+    keys lock after MAX_FAILURES; a mapping gives each key its own limit (the readers'
+    sign-in of the catalogue shares this table)."""
+    limits = keys if isinstance(keys, Mapping) else dict.fromkeys(keys, MAX_FAILURES)
     locked: dt.datetime | None = None
-    for key in keys:
+    for key, limit in limits.items():
         row = db.get(LoginThrottle, key)
         if row is None:
             row = LoginThrottle(key=key, failures=0, first_failure_at=now)
@@ -135,7 +140,7 @@ def record_failure(db: Session, keys: list[str], now: dt.datetime) -> dt.datetim
             # Failures spread over more than the window do not add up to a lock.
             row.failures, row.first_failure_at, row.locked_until = 0, now, None
         row.failures += 1
-        if row.failures >= MAX_FAILURES:
+        if row.failures >= limit:
             row.locked_until = now + LOCK_FOR
             row.failures, row.first_failure_at = 0, now
             locked = row.locked_until

@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from server import search
 from server.models import Copy, Loan, LoginThrottle, Reader, ReaderSession, Title
 from server.pins import hash_pin, verify_pin
+from server.web.accounts import LOCK_FOR, locked_until, record_failure
 from server.web.context import WebContext
 
 READER_PATH = "/ban-doc"
@@ -41,7 +42,6 @@ READER_COOKIE = "thuvien_reader"
 READER_CSRF_COOKIE = "thuvien_reader_csrf"
 # A phone may be a parent's or lie on a desk at school: sessions are short.
 SESSION_LIFETIME = dt.timedelta(hours=1)
-LOCK_FOR = dt.timedelta(minutes=15)
 MAX_CARD_FAILURES = 5
 MAX_ADDRESS_FAILURES = 30
 _CARD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -139,51 +139,27 @@ def _throttle_keys(card: str, client: str | None) -> dict[str, int]:
     return keys
 
 
-def _locked_until(db: Session, keys: dict[str, int], now: dt.datetime) -> dt.datetime | None:
-    rows = db.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(list(keys)))).all()
-    until = [r.locked_until for r in rows if r.locked_until and r.locked_until > now]
-    return max(until) if until else None
-
-
-def _record_failure(db: Session, keys: dict[str, int], now: dt.datetime) -> dt.datetime | None:
-    locked: dt.datetime | None = None
-    for key, limit in keys.items():
-        row = db.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, first_failure_at=now)
-            db.add(row)
-        elif now - row.first_failure_at >= LOCK_FOR:
-            row.failures, row.first_failure_at, row.locked_until = 0, now, None
-        row.failures += 1
-        if row.failures >= limit:
-            row.locked_until = now + LOCK_FOR
-            row.failures, row.first_failure_at = 0, now
-            locked = row.locked_until
-    db.flush()
-    return locked
-
-
 def sign_in(db: Session, card: str, pin: str, client: str | None, now: dt.datetime) -> SignIn:
     """Check a card and PIN, with lockout; on success open a session and return its token."""
     card = card.strip().upper()
     if not _CARD.match(card):
         card = "?"
     keys = _throttle_keys(card, client)
-    until = _locked_until(db, keys, now)
+    until = locked_until(db, keys, now)
     if until is not None:
         return SignIn("locked", locked_until=until)
     reader = db.scalar(select(Reader).where(Reader.code == card)) if card != "?" else None
     if reader is not None and reader.pin_hash is None:
         # Not a guess at a PIN, but it tells that the card exists: count it per address.
         addr = {k: v for k, v in keys.items() if k.startswith("reader-addr:")}
-        until = _record_failure(db, addr, now) if addr else None
+        until = record_failure(db, addr, now) if addr else None
         return SignIn("locked", locked_until=until) if until else SignIn("no_pin")
     try:
         good = verify_pin(pin, reader.pin_hash if reader and reader.pin_hash else _DUMMY_HASH) if pin else False
     except ValueError:
         good = False  # a damaged stored hash lets nobody in
     if reader is None or not good:
-        until = _record_failure(db, keys, now)
+        until = record_failure(db, keys, now)
         return SignIn("locked", locked_until=until) if until else SignIn("wrong")
     db.execute(delete(LoginThrottle).where(LoginThrottle.key == f"reader:{card}"))
     db.execute(delete(ReaderSession).where(ReaderSession.expires_at <= now))
