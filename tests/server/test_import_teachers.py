@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.db import make_engine, session_factory, upgrade
+import import_files
+from import_files import empty_library
+
 from server.importers.readers import ReaderImportError
 from server.importers.teachers import import_teachers
 from server.models import Reader, ReaderKind, ReaderStatus
@@ -26,22 +27,11 @@ HEADER = ["STT", "Họ và tên", "Mã giáo viên", "Ngày sinh", "Giới tính
 
 @pytest.fixture
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'thuvien.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    yield session_factory(engine)
-    engine.dispose()
+    yield from empty_library(tmp_path)
 
 
 def write_xlsx(path: Path, rows: list[list[Any]]) -> Path:
-    book = openpyxl.Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = "Giáo viên"
-    for row in rows:
-        sheet.append(row)
-    book.save(path)
-    return path
+    return import_files.write_xlsx(path, rows, "Giáo viên")
 
 
 def write_csv(path: Path, lines: list[str]) -> Path:
